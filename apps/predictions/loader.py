@@ -1,0 +1,152 @@
+"""Loaded models, per process: a bounded LRU of boosters keyed by version and SHA-256, and a short-lived
+view of aliases so that a promotion reaches every worker within FARO_ALIAS_TTL_SECONDS, without a restart.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from django.conf import settings
+
+from apps.core.artefacts import artefact_read_bytes
+from apps.features.transforms import FeaturePipeline
+from apps.registry.models import ModelVersion
+from apps.registry.selectors import model_version_by_number, model_version_for_alias
+from apps.registry.training import CLASSIFICATION
+
+
+def humanise(name: str) -> str:
+    words = re.sub(r"[_\-]+", " ", name).strip()
+    return words[:1].upper() + words[1:]
+
+
+@dataclass
+class LoadedModel:
+    version_id: int
+    model_name: str
+    version: int
+    sha256: str
+    task_type: str
+    labels: list[Any]
+    pipeline: FeaturePipeline
+    booster: Any
+    favourable_label: str
+
+    def predict(self, matrix: np.ndarray) -> list[dict[str, Any]]:
+        raw = np.asarray(self.booster.inplace_predict(matrix))
+        if self.task_type != CLASSIFICATION:
+            return [{"value": float(value)} for value in raw.reshape(-1)]
+        if len(self.labels) == 2:
+            probabilities = np.column_stack([1.0 - raw, raw])
+        else:
+            probabilities = raw.reshape(len(matrix), len(self.labels))
+        outputs = []
+        for row in probabilities:
+            best = int(row.argmax())
+            outputs.append({
+                "label": self.labels[best],
+                "probabilities": {str(label): round(float(p), 6) for label, p in zip(self.labels, row, strict=True)},
+            })
+        return outputs
+
+    def explain(self, matrix: np.ndarray, outputs: list[dict[str, Any]], rows: list[dict[str, Any]], top_k: int = 5
+                ) -> list[dict[str, Any]]:
+        """Top contributions per row (XGBoost pred_contribs), with a sentence a person can read."""
+        import xgboost as xgb
+
+        contributions = np.asarray(self.booster.predict(
+            xgb.DMatrix(matrix, feature_names=self.pipeline.names), pred_contribs=True))
+        explanations = []
+        for index, output in enumerate(outputs):
+            if contributions.ndim == 3:  # multiclass: explain the predicted class
+                class_index = self.labels.index(output["label"])
+                row_contrib = contributions[index, class_index]
+                toward = str(output["label"])
+            else:
+                row_contrib = contributions[index]
+                toward = str(self.labels[1]) if self.task_type == CLASSIFICATION else "a higher value"
+            order = np.argsort(-np.abs(row_contrib[:-1]))[:top_k]
+            reasons = []
+            for position in order:
+                name = self.pipeline.names[position]
+                value = float(row_contrib[position])
+                if value == 0.0:
+                    continue
+                shown = rows[index].get(name)
+                effect = "more likely" if value > 0 else "less likely"
+                sentence = (f"{humanise(name)} = {shown!r} made {toward!r} {effect}."
+                            if self.task_type == CLASSIFICATION else
+                            f"{humanise(name)} = {shown!r} {'raised' if value > 0 else 'lowered'} the prediction.")
+                reasons.append({"feature": name, "value": shown, "contribution": round(value, 6),
+                                "sentence": sentence})
+            explanations.append({"baseline": round(float(row_contrib[-1]), 6), "toward": toward,
+                                 "reasons": reasons})
+        return explanations
+
+
+def _load(version: ModelVersion) -> LoadedModel:
+    import xgboost as xgb
+
+    raw = artefact_read_bytes(version.artefact_path, version.artefact_sha256)
+    booster = xgb.Booster()
+    booster.load_model(bytearray(raw))
+    booster.set_param({"nthread": 1})
+    return LoadedModel(
+        version_id=version.pk, model_name=version.registered_model.name, version=version.version,
+        sha256=version.artefact_sha256, task_type=version.task_type, labels=list(version.labels),
+        pipeline=FeaturePipeline.from_state(version.feature_state), booster=booster,
+        favourable_label=version.registered_model.favourable_label,
+    )
+
+
+class ModelCache:
+    """Per-process cache. Versions are immutable, so only the alias view needs a time limit."""
+
+    def __init__(self) -> None:
+        self._models: OrderedDict[tuple[int, str], LoadedModel] = OrderedDict()
+        self._refs: dict[tuple[str, str], tuple[float, int, str]] = {}
+        self._lock = threading.Lock()
+
+    def clear(self) -> None:
+        with self._lock:
+            self._models.clear()
+            self._refs.clear()
+
+    def load(self, version: ModelVersion) -> LoadedModel:
+        key = (version.pk, version.artefact_sha256)
+        with self._lock:
+            loaded = self._models.get(key)
+            if loaded is not None:
+                self._models.move_to_end(key)
+                return loaded
+        loaded = _load(version)
+        with self._lock:
+            self._models[key] = loaded
+            while len(self._models) > settings.FARO_MODEL_CACHE_SIZE:
+                self._models.popitem(last=False)
+        return loaded
+
+    def get(self, model_name: str, *, alias: str | None = None, version: int | None = None) -> LoadedModel:
+        ref = ("v", str(version)) if version is not None else ("a", alias or "champion")
+        key = (model_name, f"{ref[0]}:{ref[1]}")
+        now = time.monotonic()
+        cached = self._refs.get(key)
+        if cached is not None and cached[0] > now:
+            with self._lock:
+                loaded = self._models.get((cached[1], cached[2]))
+            if loaded is not None:
+                return loaded
+        found = (model_version_by_number(model_name=model_name, version=version) if version is not None
+                 else model_version_for_alias(model_name=model_name, alias=ref[1]))
+        loaded = self.load(found)
+        self._refs[key] = (now + settings.FARO_ALIAS_TTL_SECONDS, found.pk, found.artefact_sha256)
+        return loaded
+
+
+model_cache = ModelCache()

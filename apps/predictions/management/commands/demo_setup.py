@@ -1,0 +1,95 @@
+"""Set up the German Credit demo, idempotently: logins, a token, the dataset, a trained champion."""
+
+import time
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.management.base import BaseCommand, CommandError
+
+import apps.data
+from apps.data.models import Dataset
+from apps.data.services import dataset_create, dataset_version_create_from_upload
+from apps.governance.services import token_authenticate, token_create
+from apps.registry.models import ModelAlias, RegisteredModel, TrainingJob
+from apps.registry.services import model_version_promote, registered_model_create, training_job_create
+
+DEMO_CSV = Path(apps.data.__file__).parent / "demo" / "german_credit.csv"
+DATASET = "german-credit"
+MODEL = "credit-risk"
+USERS = {
+    # username: (is_superuser, apps whose permissions the persona gets)
+    "admin": (True, []),
+    "pm": (False, ["registry", "predictions", "governance"]),
+    "ds": (False, ["data", "registry"]),
+}
+
+
+class Command(BaseCommand):
+    help = "Create the demo logins, API token, German Credit dataset and a champion model (trained by the worker)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--password", default="faro-demo", help="Password of the demo logins.")
+        parser.add_argument("--timeout", type=float, default=600, help="Seconds to wait for the training job.")
+
+    def handle(self, *args, password: str, timeout: float, **options):
+        self._users(password)
+        token = self._token()
+        model = self._model()
+        self.stdout.write(f"Demo logins (password '{password}'): admin (superuser), pm (product manager), "
+                          "ds (data scientist)")
+        self.stdout.write(f"Demo API token (predict, read, write): {token}")
+        if not ModelAlias.objects.filter(registered_model=model, name=ModelAlias.Name.CHAMPION).exists():
+            self._train_champion(model, timeout)
+        champion = ModelAlias.objects.select_related("version").get(registered_model=model, name="champion")
+        self.stdout.write(f"Serving {MODEL} v{champion.version.version} as champion "
+                          f"(AUC {champion.version.metrics.get('auc', 0):.3f}).")
+
+    def _users(self, password: str) -> None:
+        User = get_user_model()
+        for username, (superuser, app_labels) in USERS.items():
+            user, created = User.objects.get_or_create(username=username, defaults={"is_staff": True,
+                                                                                   "is_superuser": superuser})
+            if created:
+                user.set_password(password)
+                user.save()
+                user.user_permissions.set(Permission.objects.filter(content_type__app_label__in=app_labels))
+
+    def _token(self) -> str:
+        path = Path(settings.VAR_DIR) / "demo-token"
+        if path.exists() and token_authenticate(path.read_text().strip()):
+            return path.read_text().strip()
+        _, plaintext = token_create(name="demo-client", scopes=["predict", "read", "write"])
+        path.write_text(plaintext)
+        path.chmod(0o600)
+        return plaintext
+
+    def _model(self) -> RegisteredModel:
+        dataset = Dataset.objects.filter(name=DATASET).first() or dataset_create(
+            name=DATASET, description="German Credit (Statlog, Hofmann 1994; UCI, CC BY 4.0) with a synthetic "
+            "applicant_id.", target_column="creditability", subject_key_column="applicant_id")
+        if not dataset.versions.exists():
+            upload = SimpleUploadedFile(DEMO_CSV.name, DEMO_CSV.read_bytes(), content_type="text/csv")
+            dataset_version_create_from_upload(dataset=dataset, upload=upload)
+        return RegisteredModel.objects.filter(name=MODEL).first() or registered_model_create(
+            name=MODEL, description="Is an applicant a good credit risk? Trained on the German Credit data.",
+            task_type="classification", favourable_label="good")
+
+    def _train_champion(self, model: RegisteredModel, timeout: float) -> None:
+        job = (TrainingJob.objects.filter(registered_model=model).exclude(status=TrainingJob.Status.FAILED)
+               .order_by("-created_at").first())
+        if job is None:
+            version = Dataset.objects.get(name=DATASET).versions.order_by("-number").first()
+            job = training_job_create(registered_model=model, dataset_version=version)
+            self.stdout.write(f"Training job {job.pk} queued; waiting for the worker ...")
+        deadline = time.monotonic() + timeout
+        while not job.is_finished:
+            if time.monotonic() > deadline:
+                raise CommandError(f"Training job {job.pk} did not finish within {timeout:.0f} s; is the worker up?")
+            time.sleep(0.5)
+            job.refresh_from_db()
+        if job.status == TrainingJob.Status.FAILED:
+            raise CommandError(f"Training job {job.pk} failed: {job.error}")
+        model_version_promote(version=job.model_version, alias=ModelAlias.Name.CHAMPION)

@@ -1,0 +1,33 @@
+"""gunicorn configuration shared by `make run`, the benchmarks and production."""
+
+import os
+
+wsgi_app = "config.wsgi:application"
+workers = int(os.environ.get("FARO_WEB_WORKERS", "2"))
+worker_class = "sync"
+timeout = 30
+graceful_timeout = 20
+keepalive = 5
+max_requests = 20000
+max_requests_jitter = 2000
+accesslog = None
+
+
+def child_exit(server, worker):
+    """Let Prometheus' multiprocess collector drop a dead worker's live gauges."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
+
+
+def post_worker_init(worker):
+    """Load every champion before the first request, so no client pays for the import and the load."""
+    try:
+        from apps.predictions.loader import model_cache
+        from apps.registry.selectors import champion_versions
+
+        for version in champion_versions():
+            model_cache.load(version)
+    except Exception:  # a broken model is reported by /readyz; the worker still serves the rest
+        worker.log.exception("Warming the model cache failed")

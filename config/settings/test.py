@@ -1,0 +1,21 @@
+"""Test settings: fast and isolated; PostgreSQL and Redis when DATABASE_URL and REDIS_URL are set."""
+
+import tempfile
+from pathlib import Path
+
+from config.settings.base import *  # noqa: F403
+from config.settings.base import DATABASES, VAR_DIR
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+CELERY_TASK_ALWAYS_EAGER = True
+FARO_ARTEFACT_ROOT = Path(tempfile.mkdtemp(prefix="faro-test-artefacts-"))
+FARO_TOKEN_CACHE_SECONDS = 0.0
+FARO_ALIAS_TTL_SECONDS = 0.0
+LOGGING = {"version": 1, "disable_existing_loggers": False, "root": {"level": "WARNING"}}
+
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # A file rather than memory: concurrency tests need real SQLite locking across connections.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
+
+if not REDIS_URL:  # noqa: F405
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
