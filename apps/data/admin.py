@@ -25,8 +25,13 @@ class DatasetAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         if not change:
-            created = dataset_create(name=obj.name, description=obj.description, target_column=obj.target_column,
-                                     subject_key_column=obj.subject_key_column, actor=request.user)
+            created = dataset_create(
+                name=obj.name,
+                description=obj.description,
+                target_column=obj.target_column,
+                subject_key_column=obj.subject_key_column,
+                actor=request.user,
+            )
             obj.pk = created.pk
             obj.created_at = created.created_at
         else:

@@ -71,7 +71,8 @@ def column_statistics(table: Any) -> dict[str, dict[str, Any]]:
             counts = pc.value_counts(column).to_pylist()
             counts.sort(key=lambda item: (-item["counts"], str(item["values"])))
             entry["top"] = [
-                {"value": item["values"], "count": item["counts"]} for item in counts[:TOP_VALUES]
+                {"value": item["values"], "count": item["counts"]}
+                for item in counts[:TOP_VALUES]
                 if item["values"] is not None
             ]
         stats[name] = entry
@@ -92,8 +93,9 @@ def _check_header(names: list[str]) -> None:
         if not name.strip():
             problems.append({"row": 1, "column": position, "message": "empty column name"})
         elif name in seen:
-            problems.append({"row": 1, "column": position,
-                             "message": f"duplicate column name {name!r} (also column {seen[name]})"})
+            problems.append(
+                {"row": 1, "column": position, "message": f"duplicate column name {name!r} (also column {seen[name]})"}
+            )
         else:
             seen[name] = position
     if problems:

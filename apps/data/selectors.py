@@ -24,8 +24,11 @@ def dataset_version_get(*, dataset: Dataset, number: int | None = None) -> Datas
     versions = DatasetVersion.objects.filter(dataset=dataset).select_related("dataset")
     version = versions.filter(number=number).first() if number is not None else versions.order_by("-number").first()
     if version is None:
-        raise NotFound(f"Dataset {dataset.name!r} has no version {number}." if number is not None
-                       else f"Dataset {dataset.name!r} has no versions yet.")
+        raise NotFound(
+            f"Dataset {dataset.name!r} has no version {number}."
+            if number is not None
+            else f"Dataset {dataset.name!r} has no versions yet."
+        )
     return version
 
 

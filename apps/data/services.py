@@ -15,22 +15,33 @@ from apps.data.models import Dataset, DatasetVersion
 from apps.governance.services import acting_user, audit_record
 
 
-def dataset_create(*, name: str, description: str = "", target_column: str = "", subject_key_column: str = "",
-                   actor: Any = None) -> Dataset:
-    dataset = Dataset(name=name, description=description, target_column=target_column,
-                      subject_key_column=subject_key_column,
-                      created_by=acting_user(actor))
+def dataset_create(
+    *, name: str, description: str = "", target_column: str = "", subject_key_column: str = "", actor: Any = None
+) -> Dataset:
+    dataset = Dataset(
+        name=name,
+        description=description,
+        target_column=target_column,
+        subject_key_column=subject_key_column,
+        created_by=acting_user(actor),
+    )
     try:
         dataset.full_clean()
     except ValidationError as exc:
         if "name" in exc.message_dict and Dataset.objects.filter(name=name).exists():
-            raise Conflict(f"A dataset named {name!r} already exists.",
-                           extra={"fields": {"name": ["A dataset with this name already exists."]}}) from None
+            raise Conflict(
+                f"A dataset named {name!r} already exists.",
+                extra={"fields": {"name": ["A dataset with this name already exists."]}},
+            ) from None
         raise InvalidInput("The dataset is not valid.", extra={"fields": exc.message_dict}) from None
     with transaction.atomic():
         dataset.save()
-        audit_record(actor=actor, action="dataset.created", target=dataset,
-                     data={"name": name, "target_column": target_column, "subject_key_column": subject_key_column})
+        audit_record(
+            actor=actor,
+            action="dataset.created",
+            target=dataset,
+            data={"name": name, "target_column": target_column, "subject_key_column": subject_key_column},
+        )
     return dataset
 
 
@@ -47,8 +58,9 @@ def _check_declared_columns(dataset: Dataset, schema: list[dict[str, Any]], stat
         raise InvalidInput("The file does not match the dataset's declaration.", extra={"problems": problems})
 
 
-def dataset_version_create(*, dataset: Dataset, source: Path, original_name: str = "", actor: Any = None
-                           ) -> DatasetVersion:
+def dataset_version_create(
+    *, dataset: Dataset, source: Path, original_name: str = "", actor: Any = None
+) -> DatasetVersion:
     """Ingest a CSV file into a new immutable version.
 
     The Parquet file is written under its SHA-256 before the row exists; a failed upload raises
@@ -69,12 +81,23 @@ def dataset_version_create(*, dataset: Dataset, source: Path, original_name: str
         locked = Dataset.objects.select_for_update().get(pk=dataset.pk)
         number = (locked.versions.aggregate(latest=Max("number"))["latest"] or 0) + 1
         version = DatasetVersion.objects.create(
-            dataset=locked, number=number, file_path=relative, sha256=digest, original_name=original_name[:255],
-            original_sha256=original_sha256, row_count=result.row_count, schema=result.schema,
-            statistics=result.statistics, created_by=created_by,
+            dataset=locked,
+            number=number,
+            file_path=relative,
+            sha256=digest,
+            original_name=original_name[:255],
+            original_sha256=original_sha256,
+            row_count=result.row_count,
+            schema=result.schema,
+            statistics=result.statistics,
+            created_by=created_by,
         )
-        audit_record(actor=actor, action="dataset_version.created", target=version,
-                     data={"dataset": dataset.name, "number": number, "sha256": digest, "rows": result.row_count})
+        audit_record(
+            actor=actor,
+            action="dataset_version.created",
+            target=version,
+            data={"dataset": dataset.name, "number": number, "sha256": digest, "rows": result.row_count},
+        )
     return version
 
 
@@ -86,8 +109,10 @@ def dataset_version_create_from_upload(*, dataset: Dataset, upload: Any, actor: 
         raise PayloadTooLarge(f"The file is {upload.size} bytes; the limit is {settings.FARO_UPLOAD_MAX_BYTES}.")
     name = getattr(upload, "name", "") or ""
     if not name.lower().endswith(".csv"):
-        raise InvalidInput(f"{name or 'The file'} is not a .csv file; upload a CSV with a header row.",
-                           extra={"fields": {"file": ["Expected a .csv file."]}})
+        raise InvalidInput(
+            f"{name or 'The file'} is not a .csv file; upload a CSV with a header row.",
+            extra={"fields": {"file": ["Expected a .csv file."]}},
+        )
     with tempfile.NamedTemporaryFile(suffix=".csv") as spool:
         for chunk in upload.chunks():
             spool.write(chunk)

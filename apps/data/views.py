@@ -13,8 +13,15 @@ from apps.data.forms import DatasetForm, UploadForm
 def _problems_text(exc: FaroError) -> str:
     problems = exc.extra.get("problems") or []
     details = "; ".join(
-        " ".join(str(part) for part in (f"row {p['row']}" if p.get("row") else "",
-                                        f"column {p['column']}" if p.get("column") else "", p["message"]) if part)
+        " ".join(
+            str(part)
+            for part in (
+                f"row {p['row']}" if p.get("row") else "",
+                f"column {p['column']}" if p.get("column") else "",
+                p["message"],
+            )
+            if part
+        )
         for p in problems[:20]
     )
     return f"{exc.message} {details}".strip()
@@ -42,16 +49,20 @@ def dataset_detail(request, name: str):
     form = UploadForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
         try:
-            version = services.dataset_version_create_from_upload(dataset=dataset, upload=form.cleaned_data["file"],
-                                                                  actor=request.user)
+            version = services.dataset_version_create_from_upload(
+                dataset=dataset, upload=form.cleaned_data["file"], actor=request.user
+            )
         except FaroError as exc:
             form.add_error("file", _problems_text(exc))
         else:
             messages.success(request, f"Version {version.number} created: {version.row_count} rows.")
             return redirect("data:version-detail", name=dataset.name, number=version.number)
-    return render(request, "data/dataset_detail.html", {"dataset": dataset, "form": form,
-                                                        "versions": dataset.versions.all()},
-                  status=400 if form.errors else 200)
+    return render(
+        request,
+        "data/dataset_detail.html",
+        {"dataset": dataset, "form": form, "versions": dataset.versions.all()},
+        status=400 if form.errors else 200,
+    )
 
 
 @staff_member_required

@@ -43,8 +43,12 @@ class Feature:
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> Feature:
         return cls(
-            name=state["name"], kind=state["kind"], vocabulary=tuple(state.get("vocabulary", ())),
-            minimum=state.get("minimum"), maximum=state.get("maximum"), integer=state.get("integer", False),
+            name=state["name"],
+            kind=state["kind"],
+            vocabulary=tuple(state.get("vocabulary", ())),
+            minimum=state.get("minimum"),
+            maximum=state.get("maximum"),
+            integer=state.get("integer", False),
             nullable=state.get("nullable", False),
         )
 
@@ -62,29 +66,38 @@ class FeaturePipeline:
         self.subject_key = subject_key
         self._codes = {
             feature.name: {value: float(index) for index, value in enumerate(feature.vocabulary)}
-            for feature in self.features if feature.kind == CATEGORICAL
+            for feature in self.features
+            if feature.kind == CATEGORICAL
         }
         self._allowed = set(self.names) | ({subject_key} if subject_key else set())
 
     # -- fitting and state -------------------------------------------------------------------------
 
     @classmethod
-    def fit(cls, columns: Mapping[str, Sequence[Any]], *, exclude: Sequence[str] = (), subject_key: str = ""
-            ) -> FeaturePipeline:
+    def fit(
+        cls, columns: Mapping[str, Sequence[Any]], *, exclude: Sequence[str] = (), subject_key: str = ""
+    ) -> FeaturePipeline:
         """Learn vocabularies and ranges from the training split's columns."""
         features = []
         for name, values in columns.items():
             if name in exclude or name == subject_key:
                 continue
-            present = [value for value in values if value is not None and not (isinstance(value, float)
-                                                                                and math.isnan(value))]
+            present = [
+                value for value in values if value is not None and not (isinstance(value, float) and math.isnan(value))
+            ]
             nullable = len(present) < len(values)
             if present and all(_is_number(value) or isinstance(value, bool) for value in present):
                 numbers = [float(value) for value in present]
-                features.append(Feature(
-                    name=name, kind=NUMERIC, minimum=min(numbers), maximum=max(numbers),
-                    integer=all(isinstance(value, (int, bool)) for value in present), nullable=nullable,
-                ))
+                features.append(
+                    Feature(
+                        name=name,
+                        kind=NUMERIC,
+                        minimum=min(numbers),
+                        maximum=max(numbers),
+                        integer=all(isinstance(value, (int, bool)) for value in present),
+                        nullable=nullable,
+                    )
+                )
             else:
                 vocabulary = tuple(sorted({str(value) for value in present}))
                 features.append(Feature(name=name, kind=CATEGORICAL, vocabulary=vocabulary, nullable=nullable))
@@ -107,8 +120,9 @@ class FeaturePipeline:
             values = columns[feature.name]
             if feature.kind == CATEGORICAL:
                 codes = self._codes[feature.name]
-                matrix[:, position] = [codes.get(value, math.nan) if value is not None else math.nan
-                                       for value in values]
+                matrix[:, position] = [
+                    codes.get(value, math.nan) if value is not None else math.nan for value in values
+                ]
             else:
                 matrix[:, position] = [math.nan if value is None else value for value in values]
         return matrix
@@ -125,8 +139,13 @@ class FeaturePipeline:
         problems: list[dict[str, Any]] = []
         for index, row in enumerate(rows):
             if not isinstance(row, dict):
-                problems.append({"row": index, "field": None,
-                                 "message": f"must be an object of feature values, not {type(row).__name__}"})
+                problems.append(
+                    {
+                        "row": index,
+                        "field": None,
+                        "message": f"must be an object of feature values, not {type(row).__name__}",
+                    }
+                )
                 continue
             for name in row.keys() - self._allowed:
                 problems.append({"row": index, "field": name, "message": "is not an input of this model"})
@@ -165,7 +184,8 @@ class FeaturePipeline:
             if feature.kind == CATEGORICAL:
                 item.update(type="category", categories=list(feature.vocabulary))
             else:
-                item.update(type="integer" if feature.integer else "number", minimum=feature.minimum,
-                            maximum=feature.maximum)
+                item.update(
+                    type="integer" if feature.integer else "number", minimum=feature.minimum, maximum=feature.maximum
+                )
             inputs.append(item)
         return inputs

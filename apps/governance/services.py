@@ -18,7 +18,7 @@ from apps.core.errors import InvalidInput
 from apps.governance.models import ApiToken, AuditEvent, AuditHead
 
 GENESIS = "0" * 64
-TOKEN_PREFIX = "faro"
+TOKEN_PREFIX = "faro"  # noqa: S105 -- a public marker, not a secret
 
 
 def actor_ref(actor: Any) -> str:
@@ -44,8 +44,17 @@ def acting_user(actor: Any) -> Any:
     return actor if isinstance(actor, AbstractBaseUser) else None
 
 
-def _event_hash(*, seq: int, at: datetime, actor: str, action: str, object_type: str, object_id: str,
-                data: dict[str, Any], prev_hash: str) -> str:
+def _event_hash(
+    *,
+    seq: int,
+    at: datetime,
+    actor: str,
+    action: str,
+    object_type: str,
+    object_id: str,
+    data: dict[str, Any],
+    prev_hash: str,
+) -> str:
     canonical = orjson.dumps(
         {
             "seq": seq,
@@ -73,10 +82,27 @@ def audit_record(*, actor: Any, action: str, target: Any = None, data: dict[str,
         at = timezone.now()
         seq = head.seq + 1
         actor_text = actor_ref(actor)
-        digest = _event_hash(seq=seq, at=at, actor=actor_text, action=action, object_type=object_type,
-                             object_id=object_id, data=payload, prev_hash=head.hash)
-        event = AuditEvent.objects.create(seq=seq, at=at, actor=actor_text, action=action, object_type=object_type,
-                                          object_id=object_id, data=payload, prev_hash=head.hash, hash=digest)
+        digest = _event_hash(
+            seq=seq,
+            at=at,
+            actor=actor_text,
+            action=action,
+            object_type=object_type,
+            object_id=object_id,
+            data=payload,
+            prev_hash=head.hash,
+        )
+        event = AuditEvent.objects.create(
+            seq=seq,
+            at=at,
+            actor=actor_text,
+            action=action,
+            object_type=object_type,
+            object_id=object_id,
+            data=payload,
+            prev_hash=head.hash,
+            hash=digest,
+        )
         AuditHead.objects.filter(id=1).update(seq=seq, hash=digest)
     return event
 
@@ -96,13 +122,24 @@ def audit_verify() -> AuditVerification:
     checked = 0
     for event in AuditEvent.objects.order_by("seq").iterator(chunk_size=2000):
         if event.seq != expected_seq:
-            return AuditVerification(False, checked, event.seq, f"expected event #{expected_seq}, found #{event.seq}"
-                                     " (events were deleted or inserted)")
+            return AuditVerification(
+                False,
+                checked,
+                event.seq,
+                f"expected event #{expected_seq}, found #{event.seq} (events were deleted or inserted)",
+            )
         if event.prev_hash != expected_prev:
             return AuditVerification(False, checked, event.seq, "prev_hash does not match the previous event's hash")
-        recomputed = _event_hash(seq=event.seq, at=event.at, actor=event.actor, action=event.action,
-                                 object_type=event.object_type, object_id=event.object_id, data=event.data,
-                                 prev_hash=event.prev_hash)
+        recomputed = _event_hash(
+            seq=event.seq,
+            at=event.at,
+            actor=event.actor,
+            action=event.action,
+            object_type=event.object_type,
+            object_id=event.object_id,
+            data=event.data,
+            prev_hash=event.prev_hash,
+        )
         if recomputed != event.hash:
             return AuditVerification(False, checked, event.seq, "content does not match its hash (the row was edited)")
         expected_prev = event.hash
@@ -111,10 +148,14 @@ def audit_verify() -> AuditVerification:
     head = AuditHead.objects.filter(id=1).first()
     head_seq, head_hash = (head.seq, head.hash) if head else (0, GENESIS)
     if head_seq != checked or head_hash != expected_prev:
-        return AuditVerification(False, checked, checked + 1 if head_seq > checked else head_seq,
-                                 f"the chain ends at #{checked} but its head records #{head_seq} (events were removed"
-                                 " from the end)" if head_seq > checked else "the chain head does not match the last"
-                                 " event")
+        return AuditVerification(
+            False,
+            checked,
+            checked + 1 if head_seq > checked else head_seq,
+            f"the chain ends at #{checked} but its head records #{head_seq} (events were removed from the end)"
+            if head_seq > checked
+            else "the chain head does not match the last event",
+        )
     return AuditVerification(True, checked)
 
 
@@ -122,8 +163,9 @@ def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def token_create(*, name: str, scopes: list[str], created_by: Any = None,
-                 expires_at: datetime | None = None) -> tuple[ApiToken, str]:
+def token_create(
+    *, name: str, scopes: list[str], created_by: Any = None, expires_at: datetime | None = None
+) -> tuple[ApiToken, str]:
     """Create a token for a client; return the row and the plaintext token, which is not stored."""
     name = name.strip()
     if not name:
@@ -132,17 +174,25 @@ def token_create(*, name: str, scopes: list[str], created_by: Any = None,
     unknown = sorted(set(scopes) - valid)
     if unknown or not scopes:
         raise InvalidInput(
-            f"Unknown scopes: {', '.join(unknown)}; choose from {', '.join(sorted(valid))}." if unknown
+            f"Unknown scopes: {', '.join(unknown)}; choose from {', '.join(sorted(valid))}."
+            if unknown
             else f"A token needs at least one scope: {', '.join(sorted(valid))}.",
             extra={"fields": {"scopes": unknown or ["This field is required."]}},
         )
     prefix = secrets.token_hex(4)
     plaintext = f"{TOKEN_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
     with transaction.atomic():
-        token = ApiToken.objects.create(name=name, prefix=prefix, digest=_digest(plaintext),
-                                        scopes=sorted(set(scopes)), created_by=created_by, expires_at=expires_at)
-        audit_record(actor=created_by, action="token.created", target=token,
-                     data={"name": name, "scopes": token.scopes})
+        token = ApiToken.objects.create(
+            name=name,
+            prefix=prefix,
+            digest=_digest(plaintext),
+            scopes=sorted(set(scopes)),
+            created_by=created_by,
+            expires_at=expires_at,
+        )
+        audit_record(
+            actor=created_by, action="token.created", target=token, data={"name": name, "scopes": token.scopes}
+        )
     return token, plaintext
 
 
@@ -162,7 +212,7 @@ _token_cache_lock = threading.Lock()
 
 def token_authenticate(plaintext: str) -> ApiToken | None:
     """The live token matching `plaintext`, or None. Cached per process for FARO_TOKEN_CACHE_SECONDS."""
-    parts = plaintext.split("_")
+    parts = plaintext.split("_", 2)
     if len(parts) != 3 or parts[0] != TOKEN_PREFIX:
         return None
     digest = _digest(plaintext)

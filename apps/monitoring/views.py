@@ -71,8 +71,11 @@ def readyz(request):
         problems.append(broker)
     models = _check_models() if not database else {}
     problems.extend(f"{name}: {state}" for name, state in models.items() if not state.startswith("ok"))
-    body = {"status": "unavailable" if problems else "ready", "problems": problems,
-            "checks": {"database": database or "ok", "broker": broker or "ok", "models": models}}
+    body = {
+        "status": "unavailable" if problems else "ready",
+        "problems": problems,
+        "checks": {"database": database or "ok", "broker": broker or "ok", "models": models},
+    }
     if settings.DEBUG:
         body["debug"] = True
     return JsonResponse(body, status=503 if problems else 200)

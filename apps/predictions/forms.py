@@ -24,11 +24,14 @@ def decision_form_class(signature_inputs: list[dict[str, Any]]) -> type[forms.Fo
             fields[name] = forms.ChoiceField(label=label, choices=choices, required=required)
         else:
             hint = f"Seen in training: {_fmt(item.get('minimum'))} to {_fmt(item.get('maximum'))}"
-            widget_attrs = {"min": _fmt(item["minimum"])} if item.get("minimum") is not None and item["minimum"] >= 0 \
-                else {}
+            widget_attrs = (
+                {"min": _fmt(item["minimum"])} if item.get("minimum") is not None and item["minimum"] >= 0 else {}
+            )
             field_class = forms.IntegerField if item["type"] == "integer" else forms.FloatField
-            fields[name] = field_class(label=label, required=required, help_text=hint,
-                                       widget=forms.NumberInput(attrs={**widget_attrs,
-                                                                       "step": "1" if item["type"] == "integer"
-                                                                       else "any"}))
+            fields[name] = field_class(
+                label=label,
+                required=required,
+                help_text=hint,
+                widget=forms.NumberInput(attrs={**widget_attrs, "step": "1" if item["type"] == "integer" else "any"}),
+            )
     return type("DecisionForm", (forms.Form,), fields)

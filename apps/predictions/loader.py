@@ -49,19 +49,25 @@ class LoadedModel:
         outputs = []
         for row in probabilities:
             best = int(row.argmax())
-            outputs.append({
-                "label": self.labels[best],
-                "probabilities": {str(label): round(float(p), 6) for label, p in zip(self.labels, row, strict=True)},
-            })
+            outputs.append(
+                {
+                    "label": self.labels[best],
+                    "probabilities": {
+                        str(label): round(float(p), 6) for label, p in zip(self.labels, row, strict=True)
+                    },
+                }
+            )
         return outputs
 
-    def explain(self, matrix: np.ndarray, outputs: list[dict[str, Any]], rows: list[dict[str, Any]], top_k: int = 5
-                ) -> list[dict[str, Any]]:
+    def explain(
+        self, matrix: np.ndarray, outputs: list[dict[str, Any]], rows: list[dict[str, Any]], top_k: int = 5
+    ) -> list[dict[str, Any]]:
         """Top contributions per row (XGBoost pred_contribs), with a sentence a person can read."""
         import xgboost as xgb
 
-        contributions = np.asarray(self.booster.predict(
-            xgb.DMatrix(matrix, feature_names=self.pipeline.names), pred_contribs=True))
+        contributions = np.asarray(
+            self.booster.predict(xgb.DMatrix(matrix, feature_names=self.pipeline.names), pred_contribs=True)
+        )
         explanations = []
         for index, output in enumerate(outputs):
             if contributions.ndim == 3:  # multiclass: explain the predicted class
@@ -80,13 +86,13 @@ class LoadedModel:
                     continue
                 shown = rows[index].get(name)
                 effect = "more likely" if value > 0 else "less likely"
-                sentence = (f"{humanise(name)} = {shown!r} made {toward!r} {effect}."
-                            if self.task_type == CLASSIFICATION else
-                            f"{humanise(name)} = {shown!r} {'raised' if value > 0 else 'lowered'} the prediction.")
-                reasons.append({"feature": name, "value": shown, "contribution": round(value, 6),
-                                "sentence": sentence})
-            explanations.append({"baseline": round(float(row_contrib[-1]), 6), "toward": toward,
-                                 "reasons": reasons})
+                sentence = (
+                    f"{humanise(name)} = {shown!r} made {toward!r} {effect}."
+                    if self.task_type == CLASSIFICATION
+                    else f"{humanise(name)} = {shown!r} {'raised' if value > 0 else 'lowered'} the prediction."
+                )
+                reasons.append({"feature": name, "value": shown, "contribution": round(value, 6), "sentence": sentence})
+            explanations.append({"baseline": round(float(row_contrib[-1]), 6), "toward": toward, "reasons": reasons})
         return explanations
 
 
@@ -98,9 +104,14 @@ def _load(version: ModelVersion) -> LoadedModel:
     booster.load_model(bytearray(raw))
     booster.set_param({"nthread": 1})
     return LoadedModel(
-        version_id=version.pk, model_name=version.registered_model.name, version=version.version,
-        sha256=version.artefact_sha256, task_type=version.task_type, labels=list(version.labels),
-        pipeline=FeaturePipeline.from_state(version.feature_state), booster=booster,
+        version_id=version.pk,
+        model_name=version.registered_model.name,
+        version=version.version,
+        sha256=version.artefact_sha256,
+        task_type=version.task_type,
+        labels=list(version.labels),
+        pipeline=FeaturePipeline.from_state(version.feature_state),
+        booster=booster,
         favourable_label=version.registered_model.favourable_label,
     )
 
@@ -142,8 +153,11 @@ class ModelCache:
                 loaded = self._models.get((cached[1], cached[2]))
             if loaded is not None:
                 return loaded
-        found = (model_version_by_number(model_name=model_name, version=version) if version is not None
-                 else model_version_for_alias(model_name=model_name, alias=ref[1]))
+        found = (
+            model_version_by_number(model_name=model_name, version=version)
+            if version is not None
+            else model_version_for_alias(model_name=model_name, alias=ref[1])
+        )
         loaded = self.load(found)
         self._refs[key] = (now + settings.FARO_ALIAS_TTL_SECONDS, found.pk, found.artefact_sha256)
         return loaded

@@ -22,8 +22,15 @@ class PredictionResult:
     explanations: list[dict[str, Any]] | None
 
 
-def prediction_make(*, model_name: str, rows: Any, alias: str | None = None, version: int | None = None,
-                    explain: bool = False, channel: str = PredictionRecord.Channel.API) -> PredictionResult:
+def prediction_make(
+    *,
+    model_name: str,
+    rows: Any,
+    alias: str | None = None,
+    version: int | None = None,
+    explain: bool = False,
+    channel: str = PredictionRecord.Channel.API,
+) -> PredictionResult:
     """Score `rows` with a version of `model_name` (an alias, a version number, or the champion).
 
     Every row is validated first; nothing is scored or logged unless all are valid. The decisions are in
@@ -48,16 +55,25 @@ def prediction_make(*, model_name: str, rows: Any, alias: str | None = None, ver
     request_id = uuid.uuid4()
     subject_key = loaded.pipeline.subject_key
     with transaction.atomic():
-        PredictionRecord.objects.bulk_create([
-            PredictionRecord(request_id=request_id, row=index, model_version_id=loaded.version_id,
-                             subject_id=str(row.get(subject_key, "")) if subject_key else "", channel=channel,
-                             inputs=row, output=output)
-            for index, (row, output) in enumerate(zip(rows, outputs, strict=True))
-        ])
+        PredictionRecord.objects.bulk_create(
+            [
+                PredictionRecord(
+                    request_id=request_id,
+                    row=index,
+                    model_version_id=loaded.version_id,
+                    subject_id=str(row.get(subject_key, "")) if subject_key else "",
+                    channel=channel,
+                    inputs=row,
+                    output=output,
+                )
+                for index, (row, output) in enumerate(zip(rows, outputs, strict=True))
+            ]
+        )
     version_label = str(loaded.version)
     for output in outputs:
-        PREDICTIONS.labels(model=loaded.model_name, version=version_label,
-                           outcome=str(output.get("label", "value"))).inc()
+        PREDICTIONS.labels(
+            model=loaded.model_name, version=version_label, outcome=str(output.get("label", "value"))
+        ).inc()
     PREDICTION_REQUESTS.labels(model=loaded.model_name, status="ok").inc()
     PREDICTION_LATENCY.labels(model=loaded.model_name).observe(time.perf_counter() - started)
     return PredictionResult(request_id=str(request_id), model=loaded, outputs=outputs, explanations=explanations)

@@ -39,16 +39,27 @@ def decision(request, name: str):
             favourable = result.model.favourable_label
             probability = output.get("probabilities", {}).get(favourable) if favourable else None
             explanation = result.explanations[0]
-            reasons = [
-                {"feature": humanise(reason["feature"]), "value": reason["value"],
-                 "helps": (reason["contribution"] > 0) == (explanation["toward"] == str(favourable))}
-                for reason in explanation["reasons"]
-            ] if favourable else None
+            reasons = (
+                [
+                    {
+                        "feature": humanise(reason["feature"]),
+                        "value": reason["value"],
+                        "helps": (reason["contribution"] > 0) == (explanation["toward"] == str(favourable)),
+                    }
+                    for reason in explanation["reasons"]
+                ]
+                if favourable
+                else None
+            )
             context.update(
-                result=result, output=output, explanation=explanation, reasons=reasons,
+                result=result,
+                output=output,
+                explanation=explanation,
+                reasons=reasons,
                 approved=(output.get("label") == favourable) if favourable else None,
-                probability=probability, probability_percent=round(probability * 100) if probability is not None
-                else None, version=result.model.version,
+                probability=probability,
+                probability_percent=round(probability * 100) if probability is not None else None,
+                version=result.model.version,
             )
             return render(request, "predictions/decision_result.html", context)
     return render(request, "predictions/decision_form.html", context, status=400 if form.is_bound else 200)

@@ -42,14 +42,26 @@ class RegisteredModelAdmin(admin.ModelAdmin):
 
 @admin.register(ModelVersion)
 class ModelVersionAdmin(ReadOnlyAdmin):
-    list_display = ["__str__", "registered_model", "version", "aliases_display", "task_type", "auc_or_rmse",
-                    "dataset_version", "created_at"]
+    list_display = [
+        "__str__",
+        "registered_model",
+        "version",
+        "aliases_display",
+        "task_type",
+        "auc_or_rmse",
+        "dataset_version",
+        "created_at",
+    ]
     list_filter = ["registered_model", "task_type"]
     actions = ["promote_champion", "promote_challenger"]
 
     def get_queryset(self, request):
-        return super().get_queryset(request).select_related("registered_model", "dataset_version__dataset") \
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("registered_model", "dataset_version__dataset")
             .prefetch_related("aliases")
+        )
 
     @admin.display(description="Aliases")
     def aliases_display(self, obj: ModelVersion) -> str:
@@ -95,6 +107,14 @@ class AliasChangeAdmin(ReadOnlyAdmin):
 
 @admin.register(TrainingJob)
 class TrainingJobAdmin(ReadOnlyAdmin):
-    list_display = ["pk", "registered_model", "dataset_version", "status", "progress", "created_at", "finished_at",
-                    "model_version"]
+    list_display = [
+        "pk",
+        "registered_model",
+        "dataset_version",
+        "status",
+        "progress",
+        "created_at",
+        "finished_at",
+        "model_version",
+    ]
     list_filter = ["status", "registered_model"]

@@ -29,8 +29,11 @@ def model_version_get(*, registered_model: RegisteredModel, version: int) -> Mod
 
 
 def model_version_for_alias(*, model_name: str, alias: str) -> ModelVersion:
-    found = (ModelAlias.objects.filter(registered_model__name=model_name, name=alias)
-             .select_related("version__registered_model").first())
+    found = (
+        ModelAlias.objects.filter(registered_model__name=model_name, name=alias)
+        .select_related("version__registered_model")
+        .first()
+    )
     if found is None:
         if not RegisteredModel.objects.filter(name=model_name).exists():
             raise NotFound(f"No registered model named {model_name!r}.")
@@ -39,8 +42,11 @@ def model_version_for_alias(*, model_name: str, alias: str) -> ModelVersion:
 
 
 def model_version_by_number(*, model_name: str, version: int) -> ModelVersion:
-    found = (ModelVersion.objects.filter(registered_model__name=model_name, version=version)
-             .select_related("registered_model").first())
+    found = (
+        ModelVersion.objects.filter(registered_model__name=model_name, version=version)
+        .select_related("registered_model")
+        .first()
+    )
     if found is None:
         if not RegisteredModel.objects.filter(name=model_name).exists():
             raise NotFound(f"No registered model named {model_name!r}.")
@@ -57,8 +63,11 @@ def alias_history(*, registered_model: RegisteredModel) -> QuerySet[AliasChange]
 
 
 def training_job_get(*, job_id: int) -> TrainingJob:
-    job = (TrainingJob.objects.filter(pk=job_id)
-           .select_related("registered_model", "dataset_version__dataset", "model_version").first())
+    job = (
+        TrainingJob.objects.filter(pk=job_id)
+        .select_related("registered_model", "dataset_version__dataset", "model_version")
+        .first()
+    )
     if job is None:
         raise NotFound(f"No training job {job_id}.")
     return job

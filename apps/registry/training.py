@@ -109,9 +109,15 @@ def _metrics(task_type: str, labels: list[Any], y_true: np.ndarray, predicted: n
     }
 
 
-def train(columns: Mapping[str, Sequence[Any]], *, target: str, subject_key: str = "", task_type: str = "auto",
-          params: Mapping[str, Any] | None = None,
-          on_progress: Callable[[float], None] | None = None) -> TrainingResult:
+def train(
+    columns: Mapping[str, Sequence[Any]],
+    *,
+    target: str,
+    subject_key: str = "",
+    task_type: str = "auto",
+    params: Mapping[str, Any] | None = None,
+    on_progress: Callable[[float], None] | None = None,
+) -> TrainingResult:
     """Train and evaluate on a held-out split. Raises TrainingDataError for data that cannot train."""
     import xgboost as xgb
     from sklearn.model_selection import train_test_split
@@ -144,20 +150,30 @@ def train(columns: Mapping[str, Sequence[Any]], *, target: str, subject_key: str
         raise TrainingDataError(f"Only {n_rows} rows have a target value; at least 20 are needed.")
     seed = resolved["seed"]
     stratify = y if task_type == CLASSIFICATION and np.bincount(y.astype(int)).min() >= 3 else None
-    rest, test = train_test_split(np.arange(n_rows), test_size=resolved["test_size"], random_state=seed,
-                                  stratify=stratify)
+    rest, test = train_test_split(
+        np.arange(n_rows), test_size=resolved["test_size"], random_state=seed, stratify=stratify
+    )
     stratify_rest = y[rest] if stratify is not None else None
-    fit, valid = train_test_split(rest, test_size=resolved["validation_size"], random_state=seed,
-                                  stratify=stratify_rest)
+    fit, valid = train_test_split(
+        rest, test_size=resolved["validation_size"], random_state=seed, stratify=stratify_rest
+    )
     pipeline = FeaturePipeline.fit(_subset(columns, fit), exclude=[target], subject_key=subject_key)
     if not pipeline.features:
         raise TrainingDataError("The dataset has no feature columns besides the target and the subject key.")
-    matrices = {name: pipeline.transform_columns(_subset(columns, rows))
-                for name, rows in (("fit", fit), ("valid", valid), ("test", test))}
+    matrices = {
+        name: pipeline.transform_columns(_subset(columns, rows))
+        for name, rows in (("fit", fit), ("valid", valid), ("test", test))
+    }
     booster_params: dict[str, Any] = {
-        "max_depth": resolved["max_depth"], "eta": resolved["learning_rate"], "subsample": resolved["subsample"],
-        "colsample_bytree": resolved["colsample_bytree"], "min_child_weight": resolved["min_child_weight"],
-        "lambda": resolved["reg_lambda"], "seed": seed, "nthread": 2, "tree_method": "hist",
+        "max_depth": resolved["max_depth"],
+        "eta": resolved["learning_rate"],
+        "subsample": resolved["subsample"],
+        "colsample_bytree": resolved["colsample_bytree"],
+        "min_child_weight": resolved["min_child_weight"],
+        "lambda": resolved["reg_lambda"],
+        "seed": seed,
+        "nthread": 2,
+        "tree_method": "hist",
     }
     if task_type == REGRESSION:
         booster_params.update(objective="reg:squarederror", eval_metric="rmse")
@@ -169,7 +185,7 @@ def train(columns: Mapping[str, Sequence[Any]], *, target: str, subject_key: str
     rounds = resolved["n_estimators"]
 
     class Progress(xgb.callback.TrainingCallback):
-        def after_iteration(self, model, epoch, evals_log):  # noqa: ANN001
+        def after_iteration(self, model, epoch, evals_log):
             if on_progress is not None:
                 on_progress((epoch + 1) / rounds)
             return False
@@ -177,15 +193,26 @@ def train(columns: Mapping[str, Sequence[Any]], *, target: str, subject_key: str
     names = pipeline.names
     dfit = xgb.DMatrix(matrices["fit"], label=y[fit], feature_names=names)
     dvalid = xgb.DMatrix(matrices["valid"], label=y[valid], feature_names=names)
-    booster = xgb.train(booster_params, dfit, num_boost_round=rounds, evals=[(dvalid, "valid")],
-                        early_stopping_rounds=resolved["early_stopping_rounds"], verbose_eval=False,
-                        callbacks=[Progress()])
+    booster = xgb.train(
+        booster_params,
+        dfit,
+        num_boost_round=rounds,
+        evals=[(dvalid, "valid")],
+        early_stopping_rounds=resolved["early_stopping_rounds"],
+        verbose_eval=False,
+        callbacks=[Progress()],
+    )
     best = int(booster.best_iteration)
     booster = booster[: best + 1]
     predicted = booster.inplace_predict(matrices["test"])
     metrics = _metrics(task_type, labels, y[test], np.asarray(predicted))
     return TrainingResult(
-        model_ubj=bytes(booster.save_raw("ubj")), pipeline=pipeline, task_type=task_type, labels=labels,
-        metrics=metrics, params=resolved, best_iteration=best,
+        model_ubj=bytes(booster.save_raw("ubj")),
+        pipeline=pipeline,
+        task_type=task_type,
+        labels=labels,
+        metrics=metrics,
+        params=resolved,
+        best_iteration=best,
         rows={"train": len(fit), "validation": len(valid), "test": len(test), "dropped_without_target": dropped},
     )

@@ -13,8 +13,11 @@ from apps.registry.models import RegisteredModel
 
 @staff_member_required
 def model_list(request):
-    return render(request, "registry/model_list.html", {"models": selectors.registered_model_list(),
-                                                        "jobs": selectors.training_job_list()[:20]})
+    return render(
+        request,
+        "registry/model_list.html",
+        {"models": selectors.registered_model_list(), "jobs": selectors.training_job_list()[:20]},
+    )
 
 
 @staff_member_required
@@ -24,8 +27,11 @@ def model_detail(request, name: str):
     except FaroError:
         raise Http404(name) from None
     versions = selectors.model_version_list(registered_model=model).prefetch_related("aliases")
-    return render(request, "registry/model_detail.html", {
-        "model": model, "versions": versions, "history": selectors.alias_history(registered_model=model)[:50]})
+    return render(
+        request,
+        "registry/model_detail.html",
+        {"model": model, "versions": versions, "history": selectors.alias_history(registered_model=model)[:50]},
+    )
 
 
 @staff_member_required
@@ -36,10 +42,14 @@ def training_new(request):
         try:
             dataset_version = dataset_version_get(dataset=data["dataset"], number=data["dataset_version"])
             model = RegisteredModel.objects.filter(name=data["model"]).first() or services.registered_model_create(
-                name=data["model"], actor=request.user)
+                name=data["model"], actor=request.user
+            )
             job = services.training_job_create(
-                registered_model=model, dataset_version=dataset_version, actor=request.user,
-                params={key: data[key] for key in ("n_estimators", "max_depth", "learning_rate")})
+                registered_model=model,
+                dataset_version=dataset_version,
+                actor=request.user,
+                params={key: data[key] for key in ("n_estimators", "max_depth", "learning_rate")},
+            )
         except FaroError as exc:
             form.add_error(None, exc.message)
         else:

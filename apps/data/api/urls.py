@@ -8,6 +8,5 @@ urlpatterns = [
     path("datasets", views.DatasetListApi.as_view(), name="dataset-list"),
     path("datasets/<slug:name>", views.DatasetDetailApi.as_view(), name="dataset-detail"),
     path("datasets/<slug:name>/versions", views.DatasetVersionListApi.as_view(), name="version-list"),
-    path("datasets/<slug:name>/versions/<int:number>", views.DatasetVersionDetailApi.as_view(),
-         name="version-detail"),
+    path("datasets/<slug:name>/versions/<int:number>", views.DatasetVersionDetailApi.as_view(), name="version-detail"),
 ]

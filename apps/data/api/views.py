@@ -28,8 +28,17 @@ class DatasetVersionSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = DatasetVersion
-        fields = ["dataset", "number", "sha256", "original_name", "original_sha256", "row_count", "schema",
-                  "statistics", "created_at"]
+        fields = [
+            "dataset",
+            "number",
+            "sha256",
+            "original_name",
+            "original_sha256",
+            "row_count",
+            "schema",
+            "statistics",
+            "created_at",
+        ]
 
 
 class UploadSerializer(serializers.Serializer):
@@ -41,8 +50,9 @@ class DatasetListApi(ReadWriteScopedApi):
     def get(self, request):
         return Response(DatasetSerializer(selectors.dataset_list(), many=True).data)
 
-    @extend_schema(request=DatasetSerializer,
-                   responses={201: DatasetSerializer, **error_responses(400, 401, 403, 409, 415)})
+    @extend_schema(
+        request=DatasetSerializer, responses={201: DatasetSerializer, **error_responses(400, 401, 403, 409, 415)}
+    )
     def post(self, request):
         serializer = DatasetSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -64,14 +74,17 @@ class DatasetVersionListApi(ReadWriteScopedApi):
         dataset = selectors.dataset_get(name=name)
         return Response(DatasetVersionSerializer(dataset.versions.select_related("dataset"), many=True).data)
 
-    @extend_schema(request={"multipart/form-data": UploadSerializer},
-                   responses={201: DatasetVersionSerializer, **error_responses(400, 401, 403, 404, 413, 415)})
+    @extend_schema(
+        request={"multipart/form-data": UploadSerializer},
+        responses={201: DatasetVersionSerializer, **error_responses(400, 401, 403, 404, 413, 415)},
+    )
     def post(self, request, name: str):
         dataset = selectors.dataset_get(name=name)
         upload = request.FILES.get("file")
         if upload is None:
-            raise InvalidInput("Attach the CSV as the multipart field 'file'.",
-                               extra={"fields": {"file": ["This field is required."]}})
+            raise InvalidInput(
+                "Attach the CSV as the multipart field 'file'.", extra={"fields": {"file": ["This field is required."]}}
+            )
         version = services.dataset_version_create_from_upload(dataset=dataset, upload=upload, actor=request.user)
         return Response(DatasetVersionSerializer(version).data, status=status.HTTP_201_CREATED)
 

@@ -6,8 +6,8 @@ from rest_framework.views import APIView
 
 from apps.core.api import error_responses
 from apps.core.errors import InvalidInput
-from apps.governance.permissions import HasScope
 from apps.governance.models import ApiToken
+from apps.governance.permissions import HasScope
 from apps.predictions.services import prediction_make
 
 
@@ -22,8 +22,9 @@ class PredictResponseSerializer(serializers.Serializer):
     request_id = serializers.UUIDField()
     model = serializers.CharField()
     version = serializers.IntegerField()
-    outputs = serializers.ListField(child=serializers.DictField(),
-                                    help_text="Per row: `label` and `probabilities`, or `value` for regression.")
+    outputs = serializers.ListField(
+        child=serializers.DictField(), help_text="Per row: `label` and `probabilities`, or `value` for regression."
+    )
     explanations = serializers.ListField(child=serializers.DictField(), required=False)
 
 
@@ -35,13 +36,17 @@ class PredictApi(APIView):
     permission_classes = [HasScope]
     max_body_bytes = settings.FARO_PREDICT_MAX_BODY_BYTES
 
-    @extend_schema(request=PredictRequestSerializer,
-                   responses={200: PredictResponseSerializer, **error_responses(400, 401, 403, 404, 413, 415)})
+    @extend_schema(
+        request=PredictRequestSerializer,
+        responses={200: PredictResponseSerializer, **error_responses(400, 401, 403, 404, 413, 415)},
+    )
     def post(self, request, name: str):
         body = request.data
         if not isinstance(body, dict):
-            raise InvalidInput("The body must be a JSON object with an 'inputs' list.",
-                               extra={"fields": {"body": ["Expected a JSON object."]}})
+            raise InvalidInput(
+                "The body must be a JSON object with an 'inputs' list.",
+                extra={"fields": {"body": ["Expected a JSON object."]}},
+            )
         problems = {}
         unknown = body.keys() - {"inputs", "alias", "version", "explain"}
         for key in sorted(unknown):
@@ -59,11 +64,19 @@ class PredictApi(APIView):
             problems["explain"] = ["Must be true or false."]
         if problems:
             raise InvalidInput("Invalid request body.", extra={"fields": problems})
-        result = prediction_make(model_name=name, rows=body["inputs"], alias=alias, version=version,
-                                 explain=explain)
-        payload = {"request_id": result.request_id, "model": result.model.model_name,
-                   "version": result.model.version, "outputs": result.outputs}
+        result = prediction_make(model_name=name, rows=body["inputs"], alias=alias, version=version, explain=explain)
+        payload = {
+            "request_id": result.request_id,
+            "model": result.model.model_name,
+            "version": result.model.version,
+            "outputs": result.outputs,
+        }
         if result.explanations is not None:
             payload["explanations"] = result.explanations
-        return Response(payload, headers={"X-Request-ID": result.request_id,
-                                          "X-Model-Version": f"{result.model.model_name}/{result.model.version}"})
+        return Response(
+            payload,
+            headers={
+                "X-Request-ID": result.request_id,
+                "X-Model-Version": f"{result.model.model_name}/{result.model.version}",
+            },
+        )

@@ -10,8 +10,9 @@ urlpatterns = [
     path("models/<slug:name>/versions", views.ModelVersionListApi.as_view(), name="version-list"),
     path("models/<slug:name>/versions/<int:version>", views.ModelVersionDetailApi.as_view(), name="version-detail"),
     path("models/<slug:name>/aliases/<slug:alias>", views.ModelAliasApi.as_view(), name="alias"),
-    path("models/<slug:name>/aliases/<slug:alias>/rollback", views.ModelAliasRollbackApi.as_view(),
-         name="alias-rollback"),
+    path(
+        "models/<slug:name>/aliases/<slug:alias>/rollback", views.ModelAliasRollbackApi.as_view(), name="alias-rollback"
+    ),
     path("training-jobs", views.TrainingJobListApi.as_view(), name="training-job-list"),
     path("training-jobs/<int:job_id>", views.TrainingJobDetailApi.as_view(), name="training-job-detail"),
 ]

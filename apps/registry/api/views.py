@@ -6,8 +6,8 @@ from rest_framework.views import APIView
 from apps.core.api import error_responses
 from apps.core.errors import InvalidInput
 from apps.data.selectors import dataset_get, dataset_version_get
-from apps.governance.permissions import HasScope, ReadWriteScopedApi
 from apps.governance.models import ApiToken
+from apps.governance.permissions import HasScope, ReadWriteScopedApi
 from apps.registry import selectors, services
 from apps.registry.models import ModelAlias, ModelVersion, RegisteredModel, TrainingJob
 
@@ -19,8 +19,21 @@ class ModelVersionSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = ModelVersion
-        fields = ["version", "task_type", "target_column", "labels", "dataset", "dataset_version", "params",
-                  "metrics", "signature", "artefact_sha256", "size_bytes", "created_at", "aliases"]
+        fields = [
+            "version",
+            "task_type",
+            "target_column",
+            "labels",
+            "dataset",
+            "dataset_version",
+            "params",
+            "metrics",
+            "signature",
+            "artefact_sha256",
+            "size_bytes",
+            "created_at",
+            "aliases",
+        ]
 
     def get_aliases(self, obj: ModelVersion) -> list[str]:
         return sorted(alias.name for alias in obj.aliases.all())
@@ -46,8 +59,20 @@ class TrainingJobSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = TrainingJob
-        fields = ["id", "model", "dataset", "dataset_version", "params", "status", "progress", "created_at",
-                  "started_at", "finished_at", "error", "model_version"]
+        fields = [
+            "id",
+            "model",
+            "dataset",
+            "dataset_version",
+            "params",
+            "status",
+            "progress",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "error",
+            "model_version",
+        ]
 
 
 class TrainingJobCreateSerializer(serializers.Serializer):
@@ -108,8 +133,9 @@ class ModelVersionDetailApi(APIView):
     @extend_schema(responses={200: ModelVersionSerializer, **error_responses(401, 403, 404)})
     def get(self, request, name: str, version: int):
         model = selectors.registered_model_get(name=name)
-        return Response(ModelVersionSerializer(selectors.model_version_get(registered_model=model,
-                                                                           version=version)).data)
+        return Response(
+            ModelVersionSerializer(selectors.model_version_get(registered_model=model, version=version)).data
+        )
 
 
 class ModelAliasApi(APIView):
@@ -118,8 +144,9 @@ class ModelAliasApi(APIView):
     required_scope = ApiToken.Scope.ADMIN
     permission_classes = [HasScope]
 
-    @extend_schema(request=AliasSerializer,
-                   responses={200: AliasResponseSerializer, **error_responses(400, 401, 403, 404, 415)})
+    @extend_schema(
+        request=AliasSerializer, responses={200: AliasResponseSerializer, **error_responses(400, 401, 403, 404, 415)}
+    )
     def put(self, request, name: str, alias: str):
         serializer = AliasSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -147,8 +174,10 @@ class TrainingJobListApi(ReadWriteScopedApi):
     def get(self, request):
         return Response(TrainingJobSerializer(selectors.training_job_list()[:100], many=True).data)
 
-    @extend_schema(request=TrainingJobCreateSerializer,
-                   responses={202: TrainingJobSerializer, **error_responses(400, 401, 403, 404, 415)})
+    @extend_schema(
+        request=TrainingJobCreateSerializer,
+        responses={202: TrainingJobSerializer, **error_responses(400, 401, 403, 404, 415)},
+    )
     def post(self, request):
         serializer = TrainingJobCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -156,12 +185,17 @@ class TrainingJobListApi(ReadWriteScopedApi):
         dataset = dataset_get(name=data["dataset"])
         dataset_version = dataset_version_get(dataset=dataset, number=data.get("dataset_version"))
         model = RegisteredModel.objects.filter(name=data["model"]).first() or services.registered_model_create(
-            name=data["model"], actor=request.user)
-        job = services.training_job_create(registered_model=model, dataset_version=dataset_version,
-                                           params=data["params"], actor=request.user)
+            name=data["model"], actor=request.user
+        )
+        job = services.training_job_create(
+            registered_model=model, dataset_version=dataset_version, params=data["params"], actor=request.user
+        )
         job = selectors.training_job_get(job_id=job.pk)
-        return Response(TrainingJobSerializer(job).data, status=status.HTTP_202_ACCEPTED,
-                        headers={"Location": f"/api/v1/training-jobs/{job.pk}"})
+        return Response(
+            TrainingJobSerializer(job).data,
+            status=status.HTTP_202_ACCEPTED,
+            headers={"Location": f"/api/v1/training-jobs/{job.pk}"},
+        )
 
 
 class TrainingJobDetailApi(APIView):

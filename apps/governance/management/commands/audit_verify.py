@@ -10,6 +10,7 @@ class Command(BaseCommand):
         result = audit_verify()
         if not result.ok:
             raise CommandError(
-                f"Audit chain broken at event #{result.broken_seq}: {result.reason} ({result.checked} events verified before it)"
+                f"Audit chain broken at event #{result.broken_seq}: {result.reason} "
+                f"({result.checked} events verified before it)"
             )
         self.stdout.write(f"Audit chain intact: {result.checked} events verified.")

@@ -38,20 +38,24 @@ class Command(BaseCommand):
         self._users(password)
         token = self._token()
         model = self._model()
-        self.stdout.write(f"Demo logins (password '{password}'): admin (superuser), pm (product manager), "
-                          "ds (data scientist)")
+        self.stdout.write(
+            f"Demo logins (password '{password}'): admin (superuser), pm (product manager), ds (data scientist)"
+        )
         self.stdout.write(f"Demo API token (predict, read, write): {token}")
         if not ModelAlias.objects.filter(registered_model=model, name=ModelAlias.Name.CHAMPION).exists():
             self._train_champion(model, timeout)
         champion = ModelAlias.objects.select_related("version").get(registered_model=model, name="champion")
-        self.stdout.write(f"Serving {MODEL} v{champion.version.version} as champion "
-                          f"(AUC {champion.version.metrics.get('auc', 0):.3f}).")
+        self.stdout.write(
+            f"Serving {MODEL} v{champion.version.version} as champion "
+            f"(AUC {champion.version.metrics.get('auc', 0):.3f})."
+        )
 
     def _users(self, password: str) -> None:
         User = get_user_model()
         for username, (superuser, app_labels) in USERS.items():
-            user, created = User.objects.get_or_create(username=username, defaults={"is_staff": True,
-                                                                                   "is_superuser": superuser})
+            user, created = User.objects.get_or_create(
+                username=username, defaults={"is_staff": True, "is_superuser": superuser}
+            )
             if created:
                 user.set_password(password)
                 user.save()
@@ -68,18 +72,28 @@ class Command(BaseCommand):
 
     def _model(self) -> RegisteredModel:
         dataset = Dataset.objects.filter(name=DATASET).first() or dataset_create(
-            name=DATASET, description="German Credit (Statlog, Hofmann 1994; UCI, CC BY 4.0) with a synthetic "
-            "applicant_id.", target_column="creditability", subject_key_column="applicant_id")
+            name=DATASET,
+            description="German Credit (Statlog, Hofmann 1994; UCI, CC BY 4.0) with a synthetic applicant_id.",
+            target_column="creditability",
+            subject_key_column="applicant_id",
+        )
         if not dataset.versions.exists():
             upload = SimpleUploadedFile(DEMO_CSV.name, DEMO_CSV.read_bytes(), content_type="text/csv")
             dataset_version_create_from_upload(dataset=dataset, upload=upload)
         return RegisteredModel.objects.filter(name=MODEL).first() or registered_model_create(
-            name=MODEL, description="Is an applicant a good credit risk? Trained on the German Credit data.",
-            task_type="classification", favourable_label="good")
+            name=MODEL,
+            description="Is an applicant a good credit risk? Trained on the German Credit data.",
+            task_type="classification",
+            favourable_label="good",
+        )
 
     def _train_champion(self, model: RegisteredModel, timeout: float) -> None:
-        job = (TrainingJob.objects.filter(registered_model=model).exclude(status=TrainingJob.Status.FAILED)
-               .order_by("-created_at").first())
+        job = (
+            TrainingJob.objects.filter(registered_model=model)
+            .exclude(status=TrainingJob.Status.FAILED)
+            .order_by("-created_at")
+            .first()
+        )
         if job is None:
             version = Dataset.objects.get(name=DATASET).versions.order_by("-number").first()
             job = training_job_create(registered_model=model, dataset_version=version)
