@@ -130,6 +130,9 @@ def read_csv(source: Path) -> Any:
         raise IngestError(f"The CSV could not be parsed: {exc}") from None
     if table.num_rows == 0:
         raise IngestError("The file has a header but no data rows.")
+    for position, column in enumerate(table.schema):
+        if pa.types.is_null(column.type):  # an all-empty column: keep it, typed as nullable text
+            table = table.set_column(position, column.name, table.column(position).cast(pa.string()))
     return table
 
 
