@@ -27,7 +27,8 @@ class RequestTooLarge(exceptions.APIException):
 
 
 def body_limit(view: Any) -> int:
-    return getattr(view, "max_body_bytes", None) or settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    """The view's body limit: the setting named by its `max_body_setting`, else Django's own limit."""
+    return getattr(settings, getattr(view, "max_body_setting", "DATA_UPLOAD_MAX_MEMORY_SIZE"))
 
 
 class OrjsonParser(BaseParser):

@@ -1,4 +1,3 @@
-from django.conf import settings
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
@@ -34,7 +33,7 @@ class PredictApi(APIView):
 
     required_scope = ApiToken.Scope.PREDICT
     permission_classes = [HasScope]
-    max_body_bytes = settings.FARO_PREDICT_MAX_BODY_BYTES
+    max_body_setting = "FARO_PREDICT_MAX_BODY_BYTES"
 
     @extend_schema(
         request=PredictRequestSerializer,
