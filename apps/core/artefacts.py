@@ -17,7 +17,7 @@ CHUNK = 1024 * 1024
 
 
 class ArtefactCorrupted(FaroError):
-    status_code = 500
+    status_code = 503  # the storage is at fault, not the request: clients may retry once it is repaired
 
 
 def _root() -> Path:

@@ -22,7 +22,7 @@ def decision(request, name: str):
     except NotFound:
         raise Http404(f"No model named {name} is being served.") from None
     form_class = decision_form_class(loaded.pipeline.signature())
-    form = form_class(request.POST or None)
+    form = form_class(request.POST if request.method == "POST" else None)
     context = {"model_name": name, "form": form, "version": loaded.version}
     if request.method == "POST" and form.is_valid():
         row = dict(form.cleaned_data)

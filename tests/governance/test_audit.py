@@ -1,3 +1,5 @@
+from itertools import pairwise
+
 import pytest
 from django.core.management import CommandError, call_command
 
@@ -15,7 +17,7 @@ def chain(db):
 def test_each_event_links_to_the_previous_hash(chain):
     assert [event.seq for event in chain] == [1, 2, 3, 4, 5]
     assert chain[0].prev_hash == "0" * 64
-    for previous, event in zip(chain, chain[1:], strict=False):
+    for previous, event in pairwise(chain):
         assert event.prev_hash == previous.hash
     head = AuditHead.objects.get()
     assert (head.seq, head.hash) == (5, chain[-1].hash)

@@ -1,4 +1,5 @@
 import threading
+from itertools import pairwise
 
 import pytest
 from django.db import connection
@@ -149,7 +150,7 @@ def test_concurrent_promotions_leave_exactly_one_champion(csv_upload):
         assert errors == []
         assert ModelAlias.objects.filter(registered_model=model, name="champion").count() == 1
         changes = list(AliasChange.objects.order_by("id"))
-        for previous, change in zip(changes, changes[1:], strict=False):
+        for previous, change in pairwise(changes):
             assert change.from_version_id == previous.to_version_id
         assert ModelAlias.objects.get(name="champion").version_id == changes[-1].to_version_id
     assert audit_verify().ok
