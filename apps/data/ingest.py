@@ -102,6 +102,31 @@ def _check_header(names: list[str]) -> None:
         raise IngestError("The header row has problems.", problems)
 
 
+def _ragged_rows(source: Path, limit: int = 20) -> list[dict[str, Any]]:
+    """Rows whose field count differs from the header's, with their line numbers (first `limit`, and a total)."""
+    import csv
+
+    problems: list[dict[str, Any]] = []
+    total = 0
+    with open(source, newline="", encoding="utf-8", errors="replace") as handle:
+        reader = csv.reader(handle)
+        width = len(next(reader, []))
+        for fields in reader:
+            if fields and len(fields) != width:
+                total += 1
+                if len(problems) < limit:
+                    problems.append(
+                        {
+                            "row": reader.line_num,
+                            "column": None,
+                            "message": f"has {len(fields)} fields; the header has {width}",
+                        }
+                    )
+    if total > limit:
+        problems.append({"row": None, "column": None, "message": f"{total} rows in all have the wrong field count"})
+    return problems
+
+
 def read_csv(source: Path) -> Any:
     """Read a CSV file into an Arrow table, refusing malformed files with the row and column at fault."""
     import pyarrow as pa
@@ -127,7 +152,7 @@ def read_csv(source: Path) -> Any:
             convert_options=pacsv.ConvertOptions(strings_can_be_null=True, quoted_strings_can_be_null=False),
         )
     except pa.ArrowInvalid as exc:
-        raise IngestError(f"The CSV could not be parsed: {exc}") from None
+        raise IngestError(f"The CSV could not be parsed: {exc}", _ragged_rows(source)) from None
     if table.num_rows == 0:
         raise IngestError("The file has a header but no data rows.")
     for position, column in enumerate(table.schema):

@@ -149,6 +149,16 @@ class FeaturePipeline:
                 continue
             for name in row.keys() - self._allowed:
                 problems.append({"row": index, "field": name, "message": "is not an input of this model"})
+            if self.subject_key in row:
+                subject = row[self.subject_key]
+                if isinstance(subject, bool) or not isinstance(subject, (str, int)) or len(str(subject)) > 200:
+                    problems.append(
+                        {
+                            "row": index,
+                            "field": self.subject_key,
+                            "message": "must be a string or integer of at most 200 characters",
+                        }
+                    )
             for feature in self.features:
                 message = self._check_value(feature, row)
                 if message:

@@ -21,6 +21,13 @@ def decision(request, name: str):
         loaded = model_cache.get(name)
     except NotFound:
         raise Http404(f"No model named {name} is being served.") from None
+    except FaroError as exc:  # e.g. a damaged artefact: say so, never a traceback
+        return render(
+            request,
+            "error.html",
+            {"status": exc.status_code, "message": "Decisions are unavailable right now. Please try again later."},
+            status=exc.status_code,
+        )
     form_class = decision_form_class(loaded.pipeline.signature())
     form = form_class(request.POST if request.method == "POST" else None)
     context = {"model_name": name, "form": form, "version": loaded.version}

@@ -78,6 +78,22 @@ def training_job_create(
     return job
 
 
+def training_job_create_for_model_name(
+    *, model_name: str, dataset_version: DatasetVersion, params: dict[str, Any] | None = None, actor: Any = None
+) -> TrainingJob:
+    """Queue a training job for `model_name`, registering the model on first use.
+
+    One transaction: a refused job (bad parameters, no target) leaves no newly registered model behind.
+    """
+    with transaction.atomic():
+        registered = RegisteredModel.objects.filter(name=model_name).first() or registered_model_create(
+            name=model_name, actor=actor
+        )
+        return training_job_create(
+            registered_model=registered, dataset_version=dataset_version, params=params, actor=actor
+        )
+
+
 def _job_fail(job_id: int, message: str) -> None:
     with transaction.atomic():
         changed = TrainingJob.objects.filter(pk=job_id, status=TrainingJob.Status.RUNNING).update(

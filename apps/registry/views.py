@@ -8,7 +8,6 @@ from apps.core.errors import FaroError
 from apps.data.selectors import dataset_version_get
 from apps.registry import selectors, services
 from apps.registry.forms import TrainingForm
-from apps.registry.models import RegisteredModel
 
 
 @staff_member_required
@@ -41,11 +40,8 @@ def training_new(request):
         data = form.cleaned_data
         try:
             dataset_version = dataset_version_get(dataset=data["dataset"], number=data["dataset_version"])
-            model = RegisteredModel.objects.filter(name=data["model"]).first() or services.registered_model_create(
-                name=data["model"], actor=request.user
-            )
-            job = services.training_job_create(
-                registered_model=model,
+            job = services.training_job_create_for_model_name(
+                model_name=data["model"],
                 dataset_version=dataset_version,
                 actor=request.user,
                 params={key: data[key] for key in ("n_estimators", "max_depth", "learning_rate")},

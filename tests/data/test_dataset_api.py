@@ -264,7 +264,7 @@ PROBLEM_UPLOADS = [
         "loans.csv",
         {
             "message": "The CSV could not be parsed: CSV parse error: Expected 5 columns, got 4: C2,2000,40,south",
-            "extra": {"problems": []},
+            "extra": {"problems": [{"row": 3, "column": None, "message": "has 4 fields; the header has 5"}]},
         },
         id="ragged-row",
     ),

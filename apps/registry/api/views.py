@@ -1,4 +1,3 @@
-from django.db import transaction
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
@@ -185,13 +184,9 @@ class TrainingJobListApi(ReadWriteScopedApi):
         data = serializer.validated_data
         dataset = dataset_get(name=data["dataset"])
         dataset_version = dataset_version_get(dataset=dataset, number=data.get("dataset_version"))
-        with transaction.atomic():  # a refused job must not leave a newly registered model behind
-            model = RegisteredModel.objects.filter(name=data["model"]).first() or services.registered_model_create(
-                name=data["model"], actor=request.user
-            )
-            job = services.training_job_create(
-                registered_model=model, dataset_version=dataset_version, params=data["params"], actor=request.user
-            )
+        job = services.training_job_create_for_model_name(
+            model_name=data["model"], dataset_version=dataset_version, params=data["params"], actor=request.user
+        )
         job = selectors.training_job_get(job_id=job.pk)
         return Response(
             TrainingJobSerializer(job).data,
