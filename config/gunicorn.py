@@ -11,6 +11,8 @@ keepalive = 5
 max_requests = 20000
 max_requests_jitter = 2000
 accesslog = None
+# One control socket per installation, so several instances on one host (web, tests, benchmarks) don't collide.
+control_socket = os.path.join(os.environ.get("FARO_VAR_DIR") or os.path.join(os.getcwd(), "var"), "gunicorn.ctl")
 
 
 def child_exit(server, worker):

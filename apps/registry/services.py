@@ -4,6 +4,7 @@ import logging
 import time
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
@@ -24,8 +25,6 @@ PROGRESS_INTERVAL_SECONDS = 0.5
 def registered_model_create(
     *, name: str, description: str = "", task_type: str = "auto", favourable_label: str = "", actor: Any = None
 ) -> RegisteredModel:
-    from django.core.exceptions import ValidationError
-
     model = RegisteredModel(name=name, description=description, task_type=task_type, favourable_label=favourable_label)
     try:
         model.full_clean()

@@ -51,6 +51,7 @@ def test_the_schema_lists_every_api_operation(schema):
         ("/api/v1/datasets/{name}/versions", "post"),
         ("/api/v1/datasets/{name}/versions/{number}", "get"),
         ("/api/v1/models", "get"),
+        ("/api/v1/models", "post"),
         ("/api/v1/models/{name}", "get"),
         ("/api/v1/models/{name}/versions", "get"),
         ("/api/v1/models/{name}/versions/{version}", "get"),

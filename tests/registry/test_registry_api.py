@@ -2,6 +2,7 @@
 
 import pytest
 
+from apps.governance.models import AuditEvent
 from apps.registry.models import AliasChange, ModelAlias, ModelVersion, RegisteredModel, TrainingJob
 from apps.registry.services import model_version_promote
 from apps.registry.training import PARAMS
@@ -454,3 +455,35 @@ def test_reading_the_registry_needs_the_read_scope(api, tokens, two_versions):
             403,
             {"message": "This token lacks the 'read' scope.", "extra": {}},
         ), path
+
+
+def test_registering_a_model_with_its_favourable_label(api, tokens):
+    body = {"name": "card-risk", "description": "Cards", "task_type": "classification", "favourable_label": "yes"}
+    response = api.call("post", "/api/v1/models", tokens["write"], body)
+    assert response.status_code == 201, response.content
+    created = response.json()
+    assert {key: created[key] for key in body} == body
+    assert created["aliases"] == {}
+    assert (
+        AuditEvent.objects.filter(
+            action="registered_model.created", object_id=str(RegisteredModel.objects.get(name="card-risk").pk)
+        ).count()
+        == 1
+    )
+    duplicate = api.call("post", "/api/v1/models", tokens["write"], body)
+    assert (duplicate.status_code, duplicate.json()) == (
+        409,
+        {"message": "A registered model named 'card-risk' already exists.", "extra": {}},
+    )
+
+
+def test_registering_a_model_is_refused_for_bad_input_or_scope(api, tokens):
+    bad = api.call("post", "/api/v1/models", tokens["write"], {"name": "x", "task_type": "ranking"})
+    assert bad.status_code == 400
+    assert bad.json() == {
+        "message": "Invalid input.",
+        "extra": {"fields": {"task_type": ['"ranking" is not a valid choice.']}},
+    }
+    denied = api.call("post", "/api/v1/models", tokens["read"], {"name": "x"})
+    assert denied.status_code == 403
+    assert not RegisteredModel.objects.exists()

@@ -9,7 +9,7 @@ from apps.data.selectors import dataset_get, dataset_version_get
 from apps.governance.models import ApiToken
 from apps.governance.permissions import HasScope, ReadWriteScopedApi
 from apps.registry import selectors, services
-from apps.registry.models import ModelAlias, ModelVersion, RegisteredModel, TrainingJob
+from apps.registry.models import ModelAlias, ModelVersion, RegisteredModel, TaskType, TrainingJob
 
 
 class ModelVersionSerializer(serializers.ModelSerializer):
@@ -96,13 +96,27 @@ def _alias_payload(alias: ModelAlias) -> dict:
     return {"model": alias.registered_model.name, "alias": alias.name, "version": alias.version.version}
 
 
-class ModelListApi(APIView):
-    required_scope = ApiToken.Scope.READ
-    permission_classes = [HasScope]
+class RegisteredModelCreateSerializer(serializers.Serializer):
+    name = serializers.SlugField(max_length=63)
+    description = serializers.CharField(required=False, default="", allow_blank=True)
+    task_type = serializers.ChoiceField(choices=TaskType.choices, required=False, default=TaskType.AUTO)
+    favourable_label = serializers.CharField(required=False, default="", allow_blank=True, max_length=200)
 
+
+class ModelListApi(ReadWriteScopedApi):
     @extend_schema(responses={200: RegisteredModelSerializer(many=True), **error_responses(401, 403)})
     def get(self, request):
         return Response(RegisteredModelSerializer(selectors.registered_model_list(), many=True).data)
+
+    @extend_schema(
+        request=RegisteredModelCreateSerializer,
+        responses={201: RegisteredModelSerializer, **error_responses(400, 401, 403, 409, 415)},
+    )
+    def post(self, request):
+        serializer = RegisteredModelCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        model = services.registered_model_create(**serializer.validated_data, actor=request.user)
+        return Response(RegisteredModelSerializer(model).data, status=status.HTTP_201_CREATED)
 
 
 class ModelDetailApi(APIView):
