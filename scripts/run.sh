@@ -14,6 +14,7 @@ rm -rf "$PROMETHEUS_MULTIPROC_DIR" && mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
 
 PY=.venv/bin/python
 pids=()
+# The processes run in their own sessions, so Ctrl-C reaches this script only, which stops them cleanly.
 stop() {
   trap - INT TERM EXIT
   echo
@@ -21,17 +22,18 @@ stop() {
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
 }
-trap stop INT TERM EXIT
+trap 'stop; exit 130' INT TERM
+trap stop EXIT
 
 $PY manage.py migrate --no-input -v0
 $PY manage.py collectstatic --no-input -v0
 
-$PY -m celery -A config worker --loglevel=INFO --concurrency=1 -n "faro-worker@%h" \
+setsid $PY -m celery -A config worker --loglevel=INFO --concurrency=1 -n "faro-worker@%h" \
   >>"$VAR_DIR/log/worker.log" 2>&1 &
 pids+=($!)
-$PY -m celery -A config beat --loglevel=INFO --pidfile= >>"$VAR_DIR/log/beat.log" 2>&1 &
+setsid $PY -m celery -A config beat --loglevel=INFO --pidfile= >>"$VAR_DIR/log/beat.log" 2>&1 &
 pids+=($!)
-$PY -m gunicorn config.wsgi:application -c config/gunicorn.py --bind "$HOST:$PORT" --workers "$WEB_WORKERS" \
+setsid $PY -m gunicorn config.wsgi:application -c config/gunicorn.py --bind "$HOST:$PORT" --workers "$WEB_WORKERS" \
   >>"$VAR_DIR/log/web.log" 2>&1 &
 pids+=($!)
 
