@@ -22,7 +22,7 @@ stop() {
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
 }
-trap 'stop; exit 130' INT TERM
+trap 'stop; exit 0' INT TERM
 trap stop EXIT
 
 $PY manage.py migrate --no-input -v0
