@@ -7,7 +7,6 @@ workers = int(os.environ.get("FARO_WEB_WORKERS", "2"))
 worker_class = "sync"
 timeout = 30
 graceful_timeout = 20
-keepalive = 5
 max_requests = 20000
 max_requests_jitter = 2000
 accesslog = None

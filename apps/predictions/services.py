@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
 
 from apps.core.errors import InvalidInput, NotFound, PayloadTooLarge
 from apps.predictions.loader import LoadedModel, model_cache
@@ -54,21 +53,21 @@ def prediction_make(
     explanations = loaded.explain(matrix, outputs, rows) if explain else None
     request_id = uuid.uuid4()
     subject_key = loaded.pipeline.subject_key
-    with transaction.atomic():
-        PredictionRecord.objects.bulk_create(
-            [
-                PredictionRecord(
-                    request_id=request_id,
-                    row=index,
-                    model_version_id=loaded.version_id,
-                    subject_id=str(row.get(subject_key, "")) if subject_key else "",
-                    channel=channel,
-                    inputs=row,
-                    output=output,
-                )
-                for index, (row, output) in enumerate(zip(rows, outputs, strict=True))
-            ]
-        )
+    # bulk_create is one transaction of its own: all rows are logged, or none and the request fails.
+    PredictionRecord.objects.bulk_create(
+        [
+            PredictionRecord(
+                request_id=request_id,
+                row=index,
+                model_version_id=loaded.version_id,
+                subject_id=str(row.get(subject_key, "")) if subject_key else "",
+                channel=channel,
+                inputs=row,
+                output=output,
+            )
+            for index, (row, output) in enumerate(zip(rows, outputs, strict=True))
+        ]
+    )
     version_label = str(loaded.version)
     for output in outputs:
         PREDICTIONS.labels(

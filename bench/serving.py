@@ -1,0 +1,622 @@
+"""Single-row serving throughput of Faro against a bare Django baseline, on this machine.
+
+What is measured: requests per second, p50 and p99 latency and errors for one German Credit row per
+request, POSTed by a fixed number of concurrent clients on loopback, against two servers that both run
+under gunicorn with 2 sync workers and score the same XGBoost artefact:
+
+- faro: the real product with production settings (PostgreSQL, Redis, Prometheus multiprocess metrics),
+  `POST /api/v1/models/credit-risk/predict` with a Bearer token. Every request goes through the full
+  middleware stack, DRF, token authentication, signature validation, the feature pipeline, the model, and
+  the prediction log (one INSERT per request).
+- baseline: bench/bare_app.py, a one-view Django app with no database and no middleware that parses the
+  body, encodes the row in the same feature order with the same vocabularies and calls
+  `Booster.inplace_predict` on the same file.
+
+The ratio faro_rps / baseline_rps is what Faro's extra work costs; PERF-NOTES.md puts the bare stack at
+~2,400 single-row req/s with 8 clients on 2 cores. The load generator shares the 2 cores with the server
+under test; both servers are measured the same way, one after the other, in the same run.
+
+The load generator is wrk when it is on PATH (a Lua script sets the POST body and counts non-200
+answers), otherwise N Python client processes, each with its own http.client connection. gunicorn's sync
+workers close the connection after every answer, so in both cases each request opens a new connection.
+Errors are answers other than 200 and requests without an answer, warm-up included; Faro's prediction
+log must also hold at least one row per 200 it answered.
+
+Run from the repository root: `.venv/bin/python bench/serving.py [--seconds 10] [--clients 8]`.
+Needs PostgreSQL (trust auth) on 127.0.0.1:5432 and Redis on 127.0.0.1:6379. It creates and drops the
+database faro_bench and uses Redis database 15. The last line of output is
+
+    BENCH serving: ratio=<faro_rps/baseline_rps> p99_ms=<faro p99> rps=<faro rps> baseline_rps=<rps>
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import http.client
+import json
+import multiprocessing
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+HOST = "127.0.0.1"
+PG_USERS = ("postgres", "root")
+PG_ADMIN_DB = "test"
+BENCH_DB = "faro_bench"
+REDIS_URL = "redis://127.0.0.1:6379/15"
+MODEL = "credit-risk"
+FARO_PATH = f"/api/v1/models/{MODEL}/predict"
+BASELINE_PATH = "/predict"
+DEMO_CSV = REPO / "apps" / "data" / "demo" / "german_credit.csv"
+DROPPED_COLUMNS = ("applicant_id", "creditability")
+REQUEST_TIMEOUT = 10.0
+START_TIMEOUT = 90.0
+MAX_ERROR_SAMPLES = 5
+
+
+@dataclass
+class Result:
+    name: str
+    requests: int = 0
+    seconds: float = 0.0
+    p50_ms: float = float("nan")
+    p99_ms: float = float("nan")
+    errors: int = 0
+    error_samples: list[str] = field(default_factory=list)
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+
+@dataclass
+class Target:
+    name: str
+    port: int
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}{self.path}"
+
+
+def log(message: str) -> None:
+    print(f"[bench] {message}", flush=True)
+
+
+# -- infrastructure: database, processes ----------------------------------------------------------------
+
+
+def pg_admin_connect():
+    import psycopg
+
+    failures = []
+    for user in PG_USERS:
+        try:
+            return psycopg.connect(host=HOST, port=5432, user=user, dbname=PG_ADMIN_DB, autocommit=True), user
+        except psycopg.OperationalError as exc:
+            failures.append(f"{user}: {str(exc).strip()}")
+    raise RuntimeError("Cannot connect to PostgreSQL on 127.0.0.1:5432: " + "; ".join(failures))
+
+
+def database_recreate() -> str:
+    """Drop and create the bench database; return the PostgreSQL user to connect as."""
+    conn, user = pg_admin_connect()
+    with conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {BENCH_DB}")
+    return user
+
+
+def database_drop() -> None:
+    conn, _ = pg_admin_connect()
+    with conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def run_checked(args: list[str], env: dict[str, str], timeout: float, what: str) -> str:
+    try:
+        done = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"{what} did not finish within {timeout:.0f} s") from None
+    if done.returncode != 0:
+        raise RuntimeError(f"{what} failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    return done.stdout
+
+
+class Server:
+    """A gunicorn started in its own session, so that the whole process group can be stopped."""
+
+    def __init__(self, name: str, args: list[str], env: dict[str, str], log_path: Path) -> None:
+        self.name = name
+        self.log_path = log_path
+        self._log = open(log_path, "wb")  # noqa: SIM115 (closed in stop())
+        self.process = subprocess.Popen(
+            args, cwd=REPO, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def log_tail(self, chars: int = 4000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        """SIGTERM the group (gunicorn stops its workers gracefully), then SIGKILL whatever is left of it."""
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=25)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=5)
+        self._log.close()
+
+
+def wait_until(server: Server, check, what: str, timeout: float = START_TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    last = "no answer yet"
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"{server.name} exited ({server.process.returncode}):\n{server.log_tail()}")
+        try:
+            status, text = check()
+            if status == 200:
+                return
+            last = f"HTTP {status}: {text[:300]}"
+        except (OSError, http.client.HTTPException) as exc:
+            last = f"{type(exc).__name__}: {exc}"
+        time.sleep(0.25)
+    raise RuntimeError(f"{server.name} was not {what} within {timeout:.0f} s ({last}):\n{server.log_tail()}")
+
+
+def http_get(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://{HOST}:{port}{path}", timeout=5) as response:
+            return response.status, response.read().decode(errors="replace")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode(errors="replace")
+
+
+def http_post(target: Target) -> tuple[int, str]:
+    conn = http.client.HTTPConnection(HOST, target.port, timeout=REQUEST_TIMEOUT)
+    try:
+        conn.request("POST", target.path, body=target.body, headers=target.headers)
+        response = conn.getresponse()
+        return response.status, response.read().decode(errors="replace")
+    finally:
+        conn.close()
+
+
+# -- the model and the request ----------------------------------------------------------------------------
+
+
+def champion_spec(user: str, artefact_root: Path) -> dict:
+    """The champion of credit-risk as Faro stored it: artefact, SHA-256, labels and fitted features."""
+    import psycopg
+
+    with psycopg.connect(host=HOST, port=5432, user=user, dbname=BENCH_DB) as conn:
+        row = conn.execute(
+            """
+            SELECT mv.version, mv.artefact_path, mv.artefact_sha256, mv.labels, mv.feature_state
+            FROM registry_modelalias AS alias
+            JOIN registry_registeredmodel AS rm ON rm.id = alias.registered_model_id
+            JOIN registry_modelversion AS mv ON mv.id = alias.version_id
+            WHERE rm.name = %s AND alias.name = 'champion'
+            """,
+            (MODEL,),
+        ).fetchone()
+    if row is None:
+        raise RuntimeError(f"demo_setup left no champion for {MODEL}")
+    version, relative, sha256, labels, feature_state = row
+    return {
+        "model": MODEL,
+        "version": version,
+        "artefact": str(artefact_root / relative),
+        "sha256": sha256,
+        "labels": labels,
+        "feature_state": feature_state,
+    }
+
+
+def faro_logged_predictions(user: str) -> int:
+    """Rows in Faro's prediction log: every 200 from the predict endpoint must have written one."""
+    import psycopg
+
+    with psycopg.connect(host=HOST, port=5432, user=user, dbname=BENCH_DB) as conn:
+        return conn.execute("SELECT count(*) FROM predictions_predictionrecord").fetchone()[0]
+
+
+def request_row(feature_state: dict) -> dict:
+    """The first German Credit row, typed by the stored signature: numbers as numbers, categories as text."""
+    with open(DEMO_CSV, newline="") as handle:
+        raw = next(csv.DictReader(handle))
+    kinds = {item["name"]: item for item in feature_state["features"]}
+    row: dict = {}
+    for name, value in raw.items():
+        if name in DROPPED_COLUMNS:
+            continue
+        feature = kinds.get(name)
+        if feature is None:
+            raise RuntimeError(f"Column {name!r} of the demo CSV is not an input of the champion")
+        if feature["kind"] == "numeric":
+            row[name] = int(value) if feature.get("integer") else float(value)
+        else:
+            row[name] = value
+    missing = kinds.keys() - row.keys()
+    if missing:
+        raise RuntimeError(f"The demo row lacks inputs {sorted(missing)}")
+    return row
+
+
+def check_same_prediction(faro: Target, baseline: Target) -> str:
+    answers = {}
+    for target in (faro, baseline):
+        status, text = http_post(target)
+        if status != 200:
+            raise RuntimeError(f"{target.name} answered HTTP {status} to the benchmark request: {text[:500]}")
+        answers[target.name] = json.loads(text)["outputs"][0]
+    mine, theirs = answers[faro.name], answers[baseline.name]
+    same = mine["label"] == theirs["label"] and all(
+        abs(mine["probabilities"][key] - theirs["probabilities"][key]) < 1e-5 for key in mine["probabilities"]
+    )
+    if not same or mine["probabilities"].keys() != theirs["probabilities"].keys():
+        raise RuntimeError(f"The servers disagree on the row: faro {mine}, baseline {theirs}")
+    return f"{mine['label']} {mine['probabilities']}"
+
+
+# -- load: wrk ------------------------------------------------------------------------------------------
+
+WRK_LUA = """
+wrk.method = "POST"
+wrk.body = {body}
+{headers}
+local threads = {{}}
+
+function setup(thread)
+  table.insert(threads, thread)
+end
+
+function init(args)
+  non200 = 0
+  sample = ""
+end
+
+function response(status, headers, body)
+  if status ~= 200 then
+    non200 = non200 + 1
+    if sample == "" then
+      sample = "HTTP " .. status .. ": " .. string.sub(body or "", 1, 300)
+    end
+  end
+end
+
+function done(summary, latency, requests)
+  local total = 0
+  for _, thread in ipairs(threads) do
+    total = total + thread:get("non200")
+    local s = thread:get("sample")
+    if s ~= "" then
+      io.write("BENCH_SAMPLE " .. string.gsub(s, "\\n", " ") .. "\\n")
+    end
+  end
+  io.write(string.format("BENCH_NON200 %d\\n", total))
+end
+"""
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+
+
+def lua_string(text: str) -> str:
+    """A double-quoted Lua literal: every byte that is not plain printable ASCII as a decimal escape."""
+    out = []
+    for byte in text.encode():
+        char = chr(byte)
+        out.append(char if 32 <= byte < 127 and char not in '"\\' else f"\\{byte:03d}")
+    return '"' + "".join(out) + '"'
+
+
+def wrk_script(target: Target, directory: Path) -> Path:
+    headers = "\n".join(f"wrk.headers[{lua_string(k)}] = {lua_string(v)}" for k, v in target.headers.items())
+    path = directory / f"{target.name}.lua"
+    path.write_text(WRK_LUA.format(body=lua_string(target.body.decode()), headers=headers))
+    return path
+
+
+def parse_wrk(name: str, output: str) -> Result:
+    result = Result(name)
+    found = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m)", output)
+    if not found:
+        raise RuntimeError(f"Cannot read wrk's output:\n{output}")
+    result.requests = int(found.group(1))
+    result.seconds = float(found.group(2)) * _UNITS[found.group(3)] / 1000
+    for percent, attribute in (("50", "p50_ms"), ("99", "p99_ms")):
+        match = re.search(rf"^\s*{percent}%\s+([\d.]+)(us|ms|s|m)\s*$", output, re.MULTILINE)
+        if match:
+            setattr(result, attribute, float(match.group(1)) * _UNITS[match.group(2)])
+    counted = re.search(r"BENCH_NON200 (\d+)", output)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)  # wrk's own count, as a cross-check
+    result.errors = max(int(counted.group(1)) if counted else 0, int(non2xx.group(1)) if non2xx else 0)
+    result.requests -= min(result.requests, result.errors)  # throughput counts only the 200s
+    result.error_samples = re.findall(r"BENCH_SAMPLE (.*)", output)[:MAX_ERROR_SAMPLES]
+    sockets = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
+    if sockets:  # a request that got no answer at all
+        result.errors += sum(int(value) for value in sockets.groups())
+        result.error_samples.append(sockets.group(0))
+    return result
+
+
+def run_wrk(args: list[str], timeout: float) -> str:
+    """Run wrk; refuse its output unless the Lua script ran (wrk goes on with plain GETs if it fails)."""
+    done = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+    if done.returncode != 0 or done.stderr.strip() or "BENCH_NON200" not in done.stdout:
+        raise RuntimeError(f"wrk failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+    return done.stdout
+
+
+def load_wrk(target: Target, clients: int, seconds: int, warmup: int, directory: Path) -> Result:
+    script = wrk_script(target, directory)
+    threads = str(max(1, min(2, clients)))
+    base = ["wrk", "-t", threads, "-c", str(clients), "--timeout", f"{int(REQUEST_TIMEOUT)}s", "-s", str(script)]
+    bound = seconds + warmup + 30
+    warm = parse_wrk(target.name, run_wrk([*base, "-d", f"{warmup}s", target.url], bound)) if warmup else None
+    result = parse_wrk(target.name, run_wrk([*base, "-d", f"{seconds}s", "--latency", target.url], bound))
+    if warm is not None and warm.errors:  # answers during the warm-up must be right too
+        result.errors += warm.errors
+        result.error_samples = [*warm.error_samples, *result.error_samples][:MAX_ERROR_SAMPLES]
+    return result
+
+
+# -- load: Python clients -------------------------------------------------------------------------------
+
+
+def client_loop(
+    port: int, path: str, body: bytes, headers: dict[str, str], measure_from: float, stop_at: float
+) -> tuple[list[float], int, list[str]]:
+    """One client: POST back to back until stop_at; keep the latencies of requests that end in the measured
+    window [measure_from, stop_at] and count every answer other than 200, warm-up included.
+
+    Times are CLOCK_MONOTONIC, which is shared by all processes of the machine.
+    """
+    latencies: list[float] = []
+    errors = 0
+    samples: list[str] = []
+    conn = http.client.HTTPConnection(HOST, port, timeout=REQUEST_TIMEOUT)
+    while True:
+        started = time.monotonic()
+        if started >= stop_at:
+            break
+        try:
+            conn.request("POST", path, body=body, headers=headers)
+            response = conn.getresponse()
+            payload = response.read()
+            status = response.status
+            if response.will_close:
+                conn.close()  # http.client reconnects on the next request
+        except (OSError, http.client.HTTPException) as exc:
+            conn.close()
+            status, payload = None, f"{type(exc).__name__}: {exc}".encode()
+        ended = time.monotonic()
+        if status == 200:
+            if measure_from <= ended <= stop_at:
+                latencies.append(ended - started)
+        else:
+            errors += 1
+            if len(samples) < MAX_ERROR_SAMPLES:
+                samples.append(f"HTTP {status}: {payload[:300].decode(errors='replace')}")
+    conn.close()
+    return latencies, errors, samples
+
+
+def percentile(ordered: list[float], fraction: float) -> float:
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))
+    return ordered[index]
+
+
+def load_python(target: Target, clients: int, seconds: int, warmup: int) -> Result:
+    context = multiprocessing.get_context("spawn")
+    slack = 1.5  # time for the client processes to start before the warm-up begins
+    measure_from = time.monotonic() + slack + warmup
+    stop_at = measure_from + seconds
+    args = [(target.port, target.path, target.body, target.headers, measure_from, stop_at)] * clients
+    with context.Pool(clients) as pool:
+        outcomes = pool.starmap_async(client_loop, args).get(timeout=slack + warmup + seconds + REQUEST_TIMEOUT + 30)
+    latencies = sorted(value for outcome in outcomes for value in outcome[0])
+    result = Result(target.name, requests=len(latencies), seconds=float(seconds))
+    result.errors = sum(outcome[1] for outcome in outcomes)
+    result.error_samples = [sample for outcome in outcomes for sample in outcome[2]][:MAX_ERROR_SAMPLES]
+    result.p50_ms = percentile(latencies, 0.50) * 1000
+    result.p99_ms = percentile(latencies, 0.99) * 1000
+    return result
+
+
+# -- the run --------------------------------------------------------------------------------------------
+
+
+def start_faro(work: Path, user: str, port: int) -> tuple[Server, str, dict]:
+    var_dir, artefacts, prometheus = work / "var", work / "artefacts", work / "prometheus"
+    for directory in (var_dir, artefacts, prometheus):
+        directory.mkdir()
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings.production",
+        "DJANGO_SECRET_KEY": secrets.token_urlsafe(48),
+        "DATABASE_URL": f"postgres://{user}@{HOST}:5432/{BENCH_DB}",
+        "REDIS_URL": REDIS_URL,
+        "DJANGO_ALLOWED_HOSTS": f"{HOST},localhost",
+        "DJANGO_SECURE_SSL_REDIRECT": "0",
+        "DJANGO_SECURE_COOKIES": "0",
+        "DJANGO_DEBUG": "0",
+        "FARO_VAR_DIR": str(var_dir),
+        "FARO_ARTEFACT_ROOT": str(artefacts),
+        "PROMETHEUS_MULTIPROC_DIR": str(prometheus),
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    env.pop("FARO_TASKS_EAGER", None)
+    env.pop("FARO_WEB_WORKERS", None)
+    log("migrate ...")
+    run_checked([PYTHON, "manage.py", "migrate", "--no-input", "-v0"], env, 300, "manage.py migrate")
+    log("demo_setup (trains credit-risk in-process) ...")
+    run_checked([PYTHON, "manage.py", "demo_setup"], {**env, "FARO_TASKS_EAGER": "1"}, 600, "manage.py demo_setup")
+    token = (var_dir / "demo-token").read_text().strip()
+    spec = champion_spec(user, artefacts)
+    args = [PYTHON, "-m", "gunicorn", "-c", "config/gunicorn.py", "--bind", f"{HOST}:{port}", "--workers", "2"]
+    server = Server("faro", args, env, work / "faro.log")
+    return server, token, spec
+
+
+def start_baseline(work: Path, spec: dict, port: int) -> Server:
+    spec_path = work / "bare-spec.json"
+    spec_path.write_text(json.dumps(spec))
+    env = {**os.environ, "BENCH_BARE_SPEC": str(spec_path), "PYTHONDONTWRITEBYTECODE": "1"}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    # The worker model of config/gunicorn.py: 2 sync workers (which close the connection after every answer).
+    args = [
+        PYTHON,
+        "-m",
+        "gunicorn",
+        "--bind",
+        f"{HOST}:{port}",
+        "--workers",
+        "2",
+        "--worker-class",
+        "sync",
+        "--keep-alive",
+        "5",
+        "--timeout",
+        "30",
+        "bench.bare_app:application",
+    ]
+    return Server("baseline", args, env, work / "baseline.log")
+
+
+def report(result: Result) -> None:
+    print(
+        f"{result.name:<9} requests/s={result.rps:9.1f}  p50_ms={result.p50_ms:7.2f}  "
+        f"p99_ms={result.p99_ms:7.2f}  errors={result.errors}  ({result.requests} requests in "
+        f"{result.seconds:.2f} s)",
+        flush=True,
+    )
+    for sample in result.error_samples:
+        print(f"          {sample}", flush=True)
+
+
+def benchmark(args: argparse.Namespace, work: Path, servers: list[Server]) -> tuple[Result, Result]:
+    log(f"recreating database {BENCH_DB} ...")
+    user = database_recreate()
+    faro_port, baseline_port = free_port(), free_port()
+    while baseline_port == faro_port:
+        baseline_port = free_port()
+
+    faro, token, spec = start_faro(work, user, faro_port)
+    servers.append(faro)
+    baseline = start_baseline(work, spec, baseline_port)
+    servers.append(baseline)
+
+    row = request_row(spec["feature_state"])
+    body = json.dumps({"inputs": [row]}, separators=(",", ":")).encode()
+    json_headers = {"Content-Type": "application/json", "Accept": "application/json"}
+    faro_target = Target("faro", faro_port, FARO_PATH, {**json_headers, "Authorization": f"Bearer {token}"}, body)
+    baseline_target = Target("baseline", baseline_port, BASELINE_PATH, json_headers, body)
+
+    wait_until(faro, lambda: http_get(faro_port, "/readyz"), "ready (/readyz)")
+    wait_until(baseline, lambda: http_post(baseline_target), "answering")
+    agreed = check_same_prediction(faro_target, baseline_target)
+    log(f"both servers are up on {HOST}:{faro_port} (faro) and {HOST}:{baseline_port} (baseline)")
+    log(f"model {MODEL} v{spec['version']}; both predict {agreed}")
+    log(f"request body ({len(body)} bytes): {body.decode()}")
+
+    use_wrk = args.loadgen == "wrk" or (args.loadgen == "auto" and shutil.which("wrk"))
+    if args.loadgen == "wrk" and not shutil.which("wrk"):
+        raise RuntimeError("--loadgen wrk but wrk is not on PATH")
+    log(
+        f"load: {'wrk' if use_wrk else 'Python clients'}, {args.clients} concurrent clients, "
+        f"{args.warmup} s warm-up + {args.seconds} s per server, on {os.cpu_count()} cores shared with the servers"
+    )
+    results = []
+    for target in (faro_target, baseline_target):
+        log(f"{target.name}: 1-minute load average before the run {os.getloadavg()[0]:.2f}")
+        if use_wrk:
+            result = load_wrk(target, args.clients, args.seconds, args.warmup, work)
+        else:
+            result = load_python(target, args.clients, args.seconds, args.warmup)
+        if target is faro_target:
+            logged = faro_logged_predictions(user)
+            if logged < result.requests:
+                result.errors += 1
+                result.error_samples.append(f"only {logged} predictions logged for {result.requests} answers")
+            log(f"faro logged {logged} predictions (warm-up and checks included)")
+        report(result)
+        results.append(result)
+    return results[0], results[1]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=int, default=10, help="measured seconds per server (default 10)")
+    parser.add_argument("--clients", type=int, default=8, help="concurrent clients (default 8)")
+    parser.add_argument("--warmup", type=int, default=2, help="unmeasured seconds before each run (default 2)")
+    parser.add_argument(
+        "--loadgen", choices=("auto", "wrk", "python"), default="auto", help="auto: wrk when on PATH, else Python"
+    )
+    args = parser.parse_args()
+    if args.seconds < 1 or args.clients < 1 or args.warmup < 0:
+        parser.error("--seconds and --clients must be at least 1, --warmup at least 0")
+
+    def terminate(signum, frame):
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, terminate)
+    work = Path(tempfile.mkdtemp(prefix="faro-bench-"))
+    servers: list[Server] = []
+    try:
+        faro, baseline = benchmark(args, work, servers)
+    finally:
+        for server in reversed(servers):
+            try:
+                server.stop()
+            except Exception as exc:
+                print(f"[bench] stopping {server.name} failed: {exc}", file=sys.stderr, flush=True)
+        try:
+            database_drop()
+        except Exception as exc:
+            print(f"[bench] dropping {BENCH_DB} failed: {exc}", file=sys.stderr, flush=True)
+        shutil.rmtree(work, ignore_errors=True)
+
+    ratio = faro.rps / baseline.rps if baseline.rps else 0.0
+    print(f"ratio faro_rps / baseline_rps = {ratio:.3f}", flush=True)
+    print(
+        f"BENCH serving: ratio={ratio:.3f} p99_ms={faro.p99_ms:.2f} rps={faro.rps:.1f} baseline_rps={baseline.rps:.1f}",
+        flush=True,
+    )
+    return 1 if faro.errors or baseline.errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
