@@ -44,27 +44,18 @@ def acting_user(actor: Any) -> Any:
     return actor if isinstance(actor, AbstractBaseUser) else None
 
 
-def _event_hash(
-    *,
-    seq: int,
-    at: datetime,
-    actor: str,
-    action: str,
-    object_type: str,
-    object_id: str,
-    data: dict[str, Any],
-    prev_hash: str,
-) -> str:
+def _event_hash(event: AuditEvent) -> str:
+    """SHA-256 over the event's canonical content and the previous event's hash."""
     canonical = orjson.dumps(
         {
-            "seq": seq,
-            "at": at.astimezone(UTC).isoformat(),
-            "actor": actor,
-            "action": action,
-            "object_type": object_type,
-            "object_id": object_id,
-            "data": data,
-            "prev_hash": prev_hash,
+            "seq": event.seq,
+            "at": event.at.astimezone(UTC).isoformat(),
+            "actor": event.actor,
+            "action": event.action,
+            "object_type": event.object_type,
+            "object_id": event.object_id,
+            "data": event.data,
+            "prev_hash": event.prev_hash,
         },
         option=orjson.OPT_SORT_KEYS,
     )
@@ -79,31 +70,19 @@ def audit_record(*, actor: Any, action: str, target: Any = None, data: dict[str,
     with transaction.atomic():
         AuditHead.objects.get_or_create(id=1)
         head = AuditHead.objects.select_for_update().get(id=1)
-        at = timezone.now()
-        seq = head.seq + 1
-        actor_text = actor_ref(actor)
-        digest = _event_hash(
-            seq=seq,
-            at=at,
-            actor=actor_text,
+        event = AuditEvent(
+            seq=head.seq + 1,
+            at=timezone.now(),
+            actor=actor_ref(actor),
             action=action,
             object_type=object_type,
             object_id=object_id,
             data=payload,
             prev_hash=head.hash,
         )
-        event = AuditEvent.objects.create(
-            seq=seq,
-            at=at,
-            actor=actor_text,
-            action=action,
-            object_type=object_type,
-            object_id=object_id,
-            data=payload,
-            prev_hash=head.hash,
-            hash=digest,
-        )
-        AuditHead.objects.filter(id=1).update(seq=seq, hash=digest)
+        event.hash = _event_hash(event)
+        event.save()
+        AuditHead.objects.filter(id=1).update(seq=event.seq, hash=event.hash)
     return event
 
 
@@ -130,16 +109,7 @@ def audit_verify() -> AuditVerification:
             )
         if event.prev_hash != expected_prev:
             return AuditVerification(False, checked, event.seq, "prev_hash does not match the previous event's hash")
-        recomputed = _event_hash(
-            seq=event.seq,
-            at=event.at,
-            actor=event.actor,
-            action=event.action,
-            object_type=event.object_type,
-            object_id=event.object_id,
-            data=event.data,
-            prev_hash=event.prev_hash,
-        )
+        recomputed = _event_hash(event)
         if recomputed != event.hash:
             return AuditVerification(False, checked, event.seq, "content does not match its hash (the row was edited)")
         expected_prev = event.hash
