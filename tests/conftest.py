@@ -44,6 +44,12 @@ def valid_row(**overrides):
 
 
 @pytest.fixture(autouse=True)
+def _artefact_root(settings, tmp_path):
+    """Each test gets its own artefact storage, so what one test stores never shows in another."""
+    settings.FARO_ARTEFACT_ROOT = tmp_path / "artefacts"
+
+
+@pytest.fixture(autouse=True)
 def _fresh_model_cache():
     model_cache.clear()
     yield

@@ -1,10 +1,31 @@
-"""Datasets and their immutable versions."""
+"""Datasets, their immutable versions, their checks and the ingestion jobs that create versions."""
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 
+from apps.core.models import Job
+
 name_validator = RegexValidator(r"^[a-z0-9][a-z0-9-]{0,62}$", "Use lower-case letters, digits and hyphens.")
+
+
+class LegalBasis(models.TextChoices):
+    """GDPR Art. 6(1) (a)-(f)."""
+
+    CONSENT = "a", "(a) consent"
+    CONTRACT = "b", "(b) contract"
+    LEGAL_OBLIGATION = "c", "(c) legal obligation"
+    VITAL_INTERESTS = "d", "(d) vital interests"
+    PUBLIC_TASK = "e", "(e) public task"
+    LEGITIMATE_INTERESTS = "f", "(f) legitimate interests"
+
+
+class ColumnTag(models.TextChoices):
+    PERSONAL = "personal", "Personal data"
+    SPECIAL_CATEGORY = "special_category", "Special category (Art. 9)"
+    PROTECTED = "protected", "Protected attribute"
+    TARGET = "target", "Target"
 
 
 class Dataset(models.Model):
@@ -16,6 +37,15 @@ class Dataset(models.Model):
     subject_key_column = models.CharField(
         max_length=200, blank=True, help_text="The column that identifies the person a row is about."
     )
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="owned_datasets"
+    )
+    purpose = models.TextField(blank=True, help_text="Why this data is processed (GDPR Art. 5(1)(b)).")
+    legal_basis = models.CharField(max_length=2, choices=LegalBasis.choices, blank=True)
+    retention_days = models.PositiveIntegerField(null=True, blank=True, help_text="How long versions are kept.")
+    column_tags = models.JSONField(
+        default=dict, blank=True, help_text='Column -> tags, e.g. {"age": ["personal", "protected"]}.'
+    )
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -25,12 +55,46 @@ class Dataset(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    @property
+    def personal_columns(self) -> list[str]:
+        return sorted(
+            column
+            for column, tags in (self.column_tags or {}).items()
+            if {ColumnTag.PERSONAL, ColumnTag.SPECIAL_CATEGORY} & set(tags)
+        )
+
+    def clean(self) -> None:
+        """Tags must be known; a dataset holding personal data needs its purpose, legal basis and retention."""
+        errors: dict[str, list[str]] = {}
+        if not isinstance(self.column_tags, dict) or not all(
+            isinstance(tags, list) and set(tags) <= set(ColumnTag.values) for tags in self.column_tags.values()
+        ):
+            errors["column_tags"] = [f"Map each column to a list of tags from: {', '.join(ColumnTag.values)}."]
+        elif self.personal_columns:
+            for field, label in (
+                ("purpose", "a purpose"),
+                ("legal_basis", "a legal basis"),
+                ("retention_days", "a retention period"),
+            ):
+                if not getattr(self, field):
+                    errors[field] = [f"A dataset with personal columns needs {label}."]
+        if errors:
+            raise ValidationError(errors)
+
 
 class DatasetVersion(models.Model):
     """An immutable snapshot: a Parquet file named by its SHA-256, with its schema and statistics."""
 
+    class Mode(models.TextChoices):
+        REPLACE = "replace", "Replace: the upload is the whole version"
+        APPEND = "append", "Append: the parent's rows, then the upload's"
+
     dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, related_name="versions")
     number = models.PositiveIntegerField()
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="children")
+    mode = models.CharField(max_length=8, choices=Mode.choices, default=Mode.REPLACE)
+    source_format = models.CharField(max_length=8, default="csv")
+    validation = models.JSONField(default=dict, blank=True, help_text="Schema changes and check results.")
     file_path = models.CharField(max_length=300)
     sha256 = models.CharField(max_length=64)
     original_name = models.CharField(max_length=255, blank=True)
@@ -51,3 +115,69 @@ class DatasetVersion(models.Model):
     @property
     def column_names(self) -> list[str]:
         return [column["name"] for column in self.schema]
+
+
+class DatasetCheck(models.Model):
+    """A declarative rule run on every new version; a failed blocking check rejects the version."""
+
+    class Kind(models.TextChoices):
+        NOT_NULL = "not_null", "Not null"
+        UNIQUE = "unique", "Unique"
+        RANGE = "range", "Range"
+        ALLOWED_VALUES = "allowed_values", "Allowed values"
+        REGEX = "regex", "Regular expression"
+        MAX_MISSING_FRACTION = "max_missing_fraction", "Maximum missing fraction"
+        ROW_COUNT = "row_count", "Row count"
+        TYPE = "type", "Type"
+
+    class Severity(models.TextChoices):
+        BLOCKING = "blocking", "Blocking: rejects the version"
+        WARNING = "warning", "Warning: recorded"
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="checks")
+    kind = models.CharField(max_length=24, choices=Kind.choices)
+    column = models.CharField(max_length=200, blank=True)
+    params = models.JSONField(default=dict, blank=True)
+    severity = models.CharField(max_length=8, choices=Severity.choices, default=Severity.BLOCKING)
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["dataset", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.dataset.name}: {self.kind} {self.column}".strip()
+
+    def clean(self) -> None:
+        from apps.data.checks import validate_check_spec
+
+        problems = validate_check_spec(self.kind, self.column, self.params or {})
+        if problems:
+            raise ValidationError(
+                {field if field in ("column", "kind") else "params": [message] for field, message in problems.items()}
+            )
+
+    def spec(self) -> dict:
+        return {"kind": self.kind, "column": self.column, "params": self.params, "severity": self.severity}
+
+
+class IngestJob(Job):
+    """An upload being turned into a dataset version by a worker; its status row is what users watch."""
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="ingest_jobs")
+    staged_path = models.CharField(max_length=300, blank=True, help_text="The upload, until the job ends.")
+    original_name = models.CharField(max_length=255)
+    original_sha256 = models.CharField(max_length=64)
+    size_bytes = models.PositiveBigIntegerField()
+    options = models.JSONField(default=dict, blank=True)
+    problems = models.JSONField(default=list, blank=True)
+    dataset_version = models.OneToOneField(
+        DatasetVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="ingest_job"
+    )
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"ingest job {self.pk} ({self.status})"

@@ -6,7 +6,7 @@ from django.db.models import QuerySet
 
 from apps.core.artefacts import artefact_verified_path
 from apps.core.errors import NotFound
-from apps.data.models import Dataset, DatasetVersion
+from apps.data.models import Dataset, DatasetVersion, IngestJob
 
 
 def dataset_list() -> QuerySet[Dataset]:
@@ -37,3 +37,10 @@ def dataset_version_table(*, version: DatasetVersion) -> Any:
     import pyarrow.parquet as pq
 
     return pq.read_table(artefact_verified_path(version.file_path, version.sha256))
+
+
+def ingest_job_get(*, job_id: int) -> IngestJob:
+    job = IngestJob.objects.filter(pk=job_id).select_related("dataset", "dataset_version").first()
+    if job is None:
+        raise NotFound(f"No ingest job {job_id}.")
+    return job

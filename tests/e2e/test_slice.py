@@ -81,11 +81,13 @@ def manage_result(stack: Stack, code: str) -> Any:
     raise AssertionError(f"no result printed:\n{done.stdout}\n{done.stderr}")
 
 
-def wait_for_job(s: Slice, job_id: int, statuses: list[str] | None = None) -> dict[str, Any]:
+def wait_for_job(
+    s: Slice, job_id: int, statuses: list[str] | None = None, kind: str = "training-jobs"
+) -> dict[str, Any]:
     """Poll the job (bounded) until it finishes; record every status seen."""
     deadline = time.monotonic() + TRAIN_TIMEOUT_SECONDS
     while True:
-        response = s.call("GET", f"/api/v1/training-jobs/{job_id}")
+        response = s.call("GET", f"/api/v1/{kind}/{job_id}")
         assert response.status_code == 200, response.text
         job = response.json()
         if statuses is not None and (not statuses or statuses[-1] != job["status"]):
@@ -191,8 +193,12 @@ def slice_(stack: Stack) -> Slice:
         f"/api/v1/datasets/{DATASET}/versions",
         files={"file": ("loans.csv", generated_csv(), "text/csv")},
     )
-    assert response.status_code == 201, response.text
-    version = response.json()
+    assert response.status_code == 202, response.text
+    ingest = response.json()
+    assert response.headers["Location"] == ingest["url"] == f"/api/v1/ingest-jobs/{ingest['id']}"
+    ingest = wait_for_job(s, ingest["id"], kind="ingest-jobs")  # ingested by the real worker
+    assert (ingest["status"], ingest["dataset_version"], ingest["error"]) == ("succeeded", 1, "")
+    version = s.call("GET", f"/api/v1/datasets/{DATASET}/versions/1").json()
     assert version["number"] == 1
     assert version["row_count"] == 300
 

@@ -1,0 +1,169 @@
+"""Column statistics of a Parquet file for validation reports, one column at a time. No Django here.
+
+`profile_parquet` reads a single column, summarises it and lets it go before reading the next, so memory is
+bounded by the largest column, never the whole table. Every number in the result is JSON-safe: infinities
+and NaN become None, and all values are plain Python ints, floats, strings or None.
+
+Missing means null, and for floating point columns also NaN. Numeric statistics (min, max, mean, std,
+quantiles) are taken over the values that are not missing, so an infinity can make one of them undefined
+(None); the histogram only ever counts finite values.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from apps.data.ingest import _logical_type
+
+QUANTILES = {"p01": 0.01, "p05": 0.05, "p25": 0.25, "p50": 0.5, "p75": 0.75, "p95": 0.95, "p99": 0.99}
+
+
+def profile_parquet(path: Path, *, histogram_bins: int = 20, top_k: int = 10) -> dict[str, dict[str, Any]]:
+    """Statistics per column of the Parquet file at `path`, keyed by column name in schema order.
+
+    Every column has `type` (integer, float, boolean, string or datetime), `count`, `missing` and
+    `distinct`. Columns with values also get, by type: integer and float `min`, `max`, `mean`, `std`
+    (population), `quantiles` (p01 to p99, linear interpolation, clamped to [min, max] against rounding)
+    and `histogram` (`edges`, `counts`; one bin when all values are equal, None when none is finite);
+    boolean `true` and `false`; string `top` (the `top_k` most frequent values, ties by value),
+    `min_length` and `max_length` in characters; datetime `min` and `max` as ISO 8601 text.
+    """
+    import pyarrow.parquet as pq
+
+    if histogram_bins < 1:
+        raise ValueError("histogram_bins must be at least 1")
+    if top_k < 0:
+        raise ValueError("top_k must not be negative")
+    parquet = pq.ParquetFile(path)
+    profile: dict[str, dict[str, Any]] = {}
+    for name in parquet.schema_arrow.names:
+        column = read_column(parquet, name)
+        profile[name] = profile_column(column, histogram_bins=histogram_bins, top_k=top_k)
+        del column
+    return profile
+
+
+def read_column(parquet: Any, name: str) -> Any:
+    """One column of an open `pyarrow.parquet.ParquetFile` as a ChunkedArray, dictionaries decoded."""
+    import pyarrow as pa
+
+    column = parquet.read(columns=[name]).column(0)
+    if pa.types.is_dictionary(column.type):
+        column = column.cast(column.type.value_type)
+    return column
+
+
+def profile_column(column: Any, *, histogram_bins: int = 20, top_k: int = 10) -> dict[str, Any]:
+    """The statistics `profile_parquet` gives for one column (a pyarrow Array or ChunkedArray)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if isinstance(column, pa.Array):
+        column = pa.chunked_array([column], type=column.type)
+    kind = _logical_type(column.type)
+    if kind == "float":
+        column = column.cast(pa.float64(), safe=False)
+        present = column.filter(pc.invert(pc.is_nan(column)))  # filter also drops the nulls
+    else:
+        present = column.drop_null()
+    stats: dict[str, Any] = {
+        "type": kind,
+        "count": len(column),
+        "missing": len(column) - len(present),
+        "distinct": _distinct(present),
+    }
+    if len(present) == 0:
+        return stats
+    if kind in ("integer", "float"):
+        stats.update(_numeric(present, kind, histogram_bins))
+    elif kind == "boolean":
+        true = int(pc.sum(present).as_py() or 0)
+        stats.update({"true": true, "false": len(present) - true})
+    elif kind == "string":
+        stats.update(_text(present, top_k))
+    elif kind == "datetime":
+        extremes = pc.min_max(present)
+        stats.update({"min": _iso(extremes["min"]), "max": _iso(extremes["max"])})
+    return stats
+
+
+def _distinct(present: Any) -> int | None:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if len(present) == 0:  # also covers columns of arrow's null type, which cannot be counted
+        return 0
+    try:
+        return int(pc.count_distinct(present, mode="only_valid").as_py())
+    except (pa.ArrowNotImplementedError, pa.ArrowInvalid):  # nested types cannot be hashed
+        return None
+
+
+def _numeric(present: Any, kind: str, bins: int) -> dict[str, Any]:
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    extremes = pc.min_max(present)
+    low, high = extremes["min"].as_py(), extremes["max"].as_py()
+    if kind == "integer":
+        low, high = int(low), int(high)
+    else:
+        low, high = _finite(low), _finite(high)
+    quantiles = pc.quantile(present, q=list(QUANTILES.values()), interpolation="linear").to_pylist()
+    if extremes["min"].as_py() is not None:  # interpolation may round a hair outside the data: clamp it
+        first, last = float(extremes["min"].as_py()), float(extremes["max"].as_py())
+        quantiles = [min(max(value, first), last) for value in quantiles]
+    stats: dict[str, Any] = {
+        "min": low,
+        "max": high,
+        "mean": _finite(pc.mean(present).as_py()),
+        "std": _finite(pc.stddev(present, ddof=0).as_py()),
+        "quantiles": {key: _finite(value) for key, value in zip(QUANTILES, quantiles, strict=True)},
+    }
+    values = present.cast(pa.float64(), safe=False).to_numpy()  # large integers round, as in numpy
+    del present
+    values = values[np.isfinite(values)]
+    if len(values) == 0:
+        stats["histogram"] = None
+        return stats
+    first, last = float(values.min()), float(values.max())
+    counts, edges = np.histogram(values, bins=1 if first == last else bins)
+    stats["histogram"] = {"edges": [float(edge) for edge in edges], "counts": [int(count) for count in counts]}
+    return stats
+
+
+def _text(present: Any, top_k: int) -> dict[str, Any]:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not (pa.types.is_string(present.type) or pa.types.is_large_string(present.type)):
+        try:
+            present = present.cast(pa.string())
+        except (pa.ArrowNotImplementedError, pa.ArrowInvalid):  # binary that is not UTF-8, nested types
+            return {}
+    counted = pc.value_counts(present)
+    table = pa.table({"value": counted.field("values"), "count": counted.field("counts")})
+    top = table.sort_by([("count", "descending"), ("value", "ascending")]).slice(0, top_k)
+    lengths = pc.min_max(pc.utf8_length(present))
+    return {
+        "top": top.to_pylist(),
+        "min_length": int(lengths["min"].as_py()),
+        "max_length": int(lengths["max"].as_py()),
+    }
+
+
+def _iso(scalar: Any) -> str:
+    try:
+        return scalar.as_py().isoformat()
+    except (ValueError, OverflowError, AttributeError):  # outside Python's datetime range
+        return str(scalar)
+
+
+def _finite(value: Any) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
