@@ -10,8 +10,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management.base import BaseCommand, CommandError
 
 import apps.data
-from apps.data.models import Dataset
-from apps.data.services import dataset_create, dataset_version_create_from_upload
+from apps.data.models import Dataset, LegalBasis
+from apps.data.services import dataset_check_create, dataset_create, dataset_version_create_from_upload
 from apps.governance.services import token_authenticate, token_create
 from apps.registry.models import ModelAlias, RegisteredModel, TrainingJob
 from apps.registry.services import model_version_promote, registered_model_create, training_job_create
@@ -71,12 +71,7 @@ class Command(BaseCommand):
         return plaintext
 
     def _model(self) -> RegisteredModel:
-        dataset = Dataset.objects.filter(name=DATASET).first() or dataset_create(
-            name=DATASET,
-            description="German Credit (Statlog, Hofmann 1994; UCI, CC BY 4.0) with a synthetic applicant_id.",
-            target_column="creditability",
-            subject_key_column="applicant_id",
-        )
+        dataset = Dataset.objects.filter(name=DATASET).first() or self._dataset()
         if not dataset.versions.exists():
             upload = SimpleUploadedFile(DEMO_CSV.name, DEMO_CSV.read_bytes(), content_type="text/csv")
             dataset_version_create_from_upload(dataset=dataset, upload=upload)
@@ -86,6 +81,35 @@ class Command(BaseCommand):
             task_type="classification",
             favourable_label="good",
         )
+
+    def _dataset(self) -> Dataset:
+        personal = ["personal"]
+        dataset = dataset_create(
+            name=DATASET,
+            description="German Credit (Statlog, Hofmann 1994; UCI, CC BY 4.0) with a synthetic applicant_id.",
+            target_column="creditability",
+            subject_key_column="applicant_id",
+            purpose="Demonstrate credit-risk decisions: train and explain a model of repayment.",
+            legal_basis=LegalBasis.CONTRACT,
+            retention_days=365,
+            column_tags={
+                "applicant_id": personal,
+                "age_in_years": ["personal", "protected"],
+                "personal_status_and_sex": ["personal", "protected"],
+                "foreign_worker": ["personal", "protected"],
+                "telephone": personal,
+                "creditability": ["target"],
+            },
+        )
+        for kind, column, params in (
+            ("not_null", "applicant_id", {}),
+            ("unique", "applicant_id", {}),
+            ("range", "age_in_years", {"min": 18, "max": 100}),
+            ("allowed_values", "creditability", {"values": ["good", "bad"]}),
+            ("row_count", "", {"min": 100}),
+        ):
+            dataset_check_create(dataset=dataset, kind=kind, column=column, params=params)
+        return dataset
 
     def _train_champion(self, model: RegisteredModel, timeout: float) -> None:
         job = (
