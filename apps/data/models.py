@@ -152,10 +152,14 @@ class DatasetCheck(models.Model):
         from apps.data.checks import validate_check_spec
 
         problems = validate_check_spec(self.kind, self.column, self.params or {})
-        if problems:
-            raise ValidationError(
-                {field if field in ("column", "kind") else "params": [message] for field, message in problems.items()}
+        errors: dict[str, list[str]] = {}
+        for name, message in problems.items():
+            target = name if name in ("column", "kind") else "params"
+            errors.setdefault(target, []).append(
+                message if name in ("column", "kind", "params") else f"{name}: {message}"
             )
+        if errors:
+            raise ValidationError(errors)
 
     def spec(self) -> dict:
         return {"kind": self.kind, "column": self.column, "params": self.params, "severity": self.severity}
