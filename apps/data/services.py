@@ -55,6 +55,7 @@ def dataset_create(*, name: str, actor: Any = None, **fields: Any) -> Dataset:
     unknown = set(fields) - set(DATASET_FIELDS)
     if unknown:
         raise InvalidInput(f"Unknown dataset fields: {', '.join(sorted(unknown))}.")
+    fields.setdefault("owner", acting_user(actor))
     dataset = Dataset(name=name, created_by=acting_user(actor), **fields)
     _validated(dataset)
     with transaction.atomic():
