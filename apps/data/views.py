@@ -1,76 +1,425 @@
-"""Data scientists' pages: datasets, uploads, versions."""
+"""Data scientists' pages: datasets and their governance, uploads with live progress, version reports.
 
+Uploads go to a page endpoint that queues an ingest job and answers JSON for the page's script, or
+redirects to the job's page for a browser without JavaScript. The job's page refreshes itself until the
+job ends; the script polls the job's JSON status instead. Charts are inline SVG drawn here, no script.
+"""
+
+import math
+from typing import Any
+
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
-from django.http import Http404
+from django.http import FileResponse, Http404, JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
 
-from apps.core.errors import FaroError
+from apps.core.errors import FaroError, InvalidInput, NotFound
 from apps.data import selectors, services
-from apps.data.forms import DatasetForm, UploadForm
+from apps.data.forms import DatasetCreateForm, DatasetEditForm, UploadForm
+from apps.data.models import Dataset, DatasetVersion, IngestJob
+
+RECENT_JOBS = 10
+HISTOGRAM_SIZE = (360, 120)  # width, height of the plot area, in SVG user units
+TOP_BAR_HEIGHT = 18
+TOP_LABEL_WIDTH = 130
+TOP_BAR_WIDTH = 180
 
 
-def _problems_text(exc: FaroError) -> str:
-    problems = exc.extra.get("problems") or []
-    details = "; ".join(
-        " ".join(
-            str(part)
-            for part in (
-                f"row {p['row']}" if p.get("row") else "",
-                f"column {p['column']}" if p.get("column") else "",
-                p["message"],
-            )
-            if part
+# -- helpers -------------------------------------------------------------------------------------------
+
+
+def _dataset_or_404(name: str) -> Dataset:
+    try:
+        return selectors.dataset_get(name=name)
+    except NotFound:
+        raise Http404(name) from None
+
+
+def _version_or_404(name: str, number: int) -> DatasetVersion:
+    dataset = _dataset_or_404(name)
+    try:
+        return selectors.dataset_version_get(dataset=dataset, number=number)
+    except NotFound:
+        raise Http404(f"{name} v{number}") from None
+
+
+def _job_or_404(job_id: int) -> IngestJob:
+    try:
+        return selectors.ingest_job_get(job_id=job_id)
+    except NotFound:
+        raise Http404(str(job_id)) from None
+
+
+def _wants_html(request) -> bool:
+    """A browser's own form post prefers HTML; the page's script asks for JSON."""
+    return request.get_preferred_type(["application/json", "text/html"]) == "text/html"
+
+
+def fmt_number(value: Any) -> str:
+    """A statistic for people: integers whole, other numbers to four decimals or four significant digits."""
+    if value is None:
+        return "—"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, int):
+        return str(value)
+    if not math.isfinite(value):
+        return str(value)
+    if value == int(value) and abs(value) < 1e15:
+        return str(int(value))
+    if abs(value) >= 1e6 or abs(value) < 1e-3:
+        return f"{value:.4g}"
+    return f"{value:.4f}".rstrip("0").rstrip(".")
+
+
+def _percent(part: int | None, whole: int | None) -> str:
+    if not whole or part is None:
+        return "0%"
+    share = 100 * part / whole
+    return f"{share:.1f}%" if share else "0%"
+
+
+def _param_text(value: Any) -> str:
+    if isinstance(value, list):
+        return ", ".join(str(item) for item in value)
+    return str(value)
+
+
+def _rows(count: int) -> str:
+    return f"{count} row" if count == 1 else f"{count} rows"
+
+
+def _delimiter_label(delimiter: str | None) -> str:
+    names = {"\t": "tab", ",": "comma", ";": "semicolon", "|": "pipe", " ": "space"}
+    return names.get(delimiter or "", delimiter or "")
+
+
+def _job_json(job: IngestJob) -> dict[str, Any]:
+    version = job.dataset_version
+    return {
+        "id": job.pk,
+        "dataset": job.dataset.name,
+        "status": job.status,
+        "status_display": job.get_status_display(),
+        "finished": job.is_finished,
+        "progress": job.progress,
+        "error": job.error,
+        "problems": job.problems,
+        "original_name": job.original_name,
+        "size_bytes": job.size_bytes,
+        "version": version.number if version else None,
+        "version_url": reverse("data:version-detail", args=[job.dataset.name, version.number]) if version else None,
+        "status_url": reverse("data:job-status", args=[job.pk]),
+        "page_url": reverse("data:job-detail", args=[job.pk]),
+    }
+
+
+# -- charts --------------------------------------------------------------------------------------------
+
+
+def histogram_chart(histogram: dict[str, list] | None, column: str) -> dict[str, Any] | None:
+    """Geometry of an SVG histogram: one bar per bin, its height scaled to the largest count."""
+    if not histogram or not histogram.get("counts"):
+        return None
+    counts, edges = histogram["counts"], histogram["edges"]
+    width, height = HISTOGRAM_SIZE
+    top, bottom = 6, 20  # room above the tallest bar, and below the axis for the edge labels
+    plot = height - top - bottom
+    peak = max(counts) or 1
+    step = width / len(counts)
+    gap = 1 if step > 4 else 0
+    bars = []
+    for index, count in enumerate(counts):
+        bar_height = round(plot * count / peak, 2)
+        low, high = edges[index], edges[index + 1]
+        closing = "]" if index == len(counts) - 1 else ")"
+        bars.append(
+            {
+                "x": round(index * step, 2),
+                "y": round(top + plot - bar_height, 2),
+                "width": round(step - gap, 2),
+                "height": bar_height,
+                "count": count,
+                "low": fmt_number(low),
+                "high": fmt_number(high),
+                "label": f"[{fmt_number(low)}, {fmt_number(high)}{closing}: {_rows(count)}",
+            }
         )
-        for p in problems[:20]
-    )
-    return f"{exc.message} {details}".strip()
+    return {
+        "kind": "histogram",
+        "caption": f"Histogram: {len(counts)} bin{'s' if len(counts) != 1 else ''}, the tallest {_rows(peak)}",
+        "width": width,
+        "height": height,
+        "axis_y": top + plot,
+        "label_y": height - 5,
+        "bars": bars,
+        "first": fmt_number(edges[0]),
+        "last": fmt_number(edges[-1]),
+        "peak": peak,
+        "summary": (
+            f"Histogram of {column}: {len(counts)} bins from {fmt_number(edges[0])} to {fmt_number(edges[-1])}, "
+            f"the fullest holding {_rows(peak)}."
+        ),
+    }
+
+
+def bar_chart(
+    items: list[dict[str, Any]], column: str, total: int, caption: str = "Most frequent values"
+) -> dict[str, Any] | None:
+    """Geometry of a horizontal SVG bar chart of value counts, bars scaled to the largest count."""
+    if not items:
+        return None
+    peak = max(item["count"] for item in items) or 1
+    bars = []
+    for index, item in enumerate(items):
+        value = "(empty)" if item["value"] == "" else str(item["value"])
+        length = round(TOP_BAR_WIDTH * item["count"] / peak, 2)
+        y = index * (TOP_BAR_HEIGHT + 4)
+        bars.append(
+            {
+                "x": TOP_LABEL_WIDTH,
+                "y": y,
+                "width": length,
+                "height": TOP_BAR_HEIGHT,
+                "text_y": y + TOP_BAR_HEIGHT / 2 + 4,
+                "count_x": TOP_LABEL_WIDTH + length + 4,
+                "value": value,
+                "short": value if len(value) <= 18 else value[:17] + "…",
+                "count": item["count"],
+                "label": f"{value}: {_rows(item['count'])} ({_percent(item['count'], total)})",
+            }
+        )
+    height = len(items) * (TOP_BAR_HEIGHT + 4)
+    return {
+        "kind": "bars",
+        "caption": caption,
+        "width": TOP_LABEL_WIDTH + TOP_BAR_WIDTH + 60,
+        "height": height,
+        "label_x": TOP_LABEL_WIDTH - 6,
+        "bars": bars,
+        "summary": f"Most frequent values of {column}: "
+        + ", ".join(f"{bar['value']} ({bar['count']})" for bar in bars),
+    }
+
+
+def _column_report(index: int, column: dict[str, Any], stats: dict[str, Any]) -> dict[str, Any]:
+    kind = stats.get("type", column.get("type"))
+    count = stats.get("count") or 0
+    report = {
+        "anchor": f"column-{index}",
+        "name": column["name"],
+        "type": kind,
+        "count": count,
+        "missing": stats.get("missing", 0),
+        "missing_percent": _percent(stats.get("missing", 0), count),
+        "distinct": stats.get("distinct"),
+        "summary": [],
+        "quantiles": [],
+        "chart": None,
+        "note": "",
+        "top": stats.get("top") or [],
+    }
+    if kind in ("integer", "float"):
+        report["summary"] = [(key, fmt_number(stats.get(key))) for key in ("min", "mean", "max", "std")]
+        report["quantiles"] = [(key, fmt_number(value)) for key, value in (stats.get("quantiles") or {}).items()]
+        report["chart"] = histogram_chart(stats.get("histogram"), column["name"])
+    elif kind == "string":
+        report["summary"] = [
+            ("shortest", f"{stats['min_length']} chars" if "min_length" in stats else "—"),
+            ("longest", f"{stats['max_length']} chars" if "max_length" in stats else "—"),
+        ]
+        if report["distinct"] and report["distinct"] == count - report["missing"] and count > 1:
+            report["note"] = f"Every one of the {count - report['missing']} values is distinct."
+        else:
+            report["chart"] = bar_chart(report["top"], column["name"], count)
+    elif kind == "boolean":
+        if "true" in stats:
+            items = [{"value": "true", "count": stats["true"]}, {"value": "false", "count": stats["false"]}]
+            report["chart"] = bar_chart(items, column["name"], count, caption="True and false")
+    elif kind == "datetime":
+        report["summary"] = [("min", stats.get("min") or "—"), ("max", stats.get("max") or "—")]
+    return report
+
+
+# -- datasets ------------------------------------------------------------------------------------------
 
 
 @staff_member_required
 def dataset_list(request):
-    form = DatasetForm(request.POST or None)
+    form = DatasetCreateForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            dataset = services.dataset_create(**form.cleaned_data, actor=request.user)
-        except FaroError as exc:
-            form.add_error(None, exc.message)
-        else:
-            return redirect("data:dataset-detail", name=dataset.name)
-    return render(request, "data/dataset_list.html", {"datasets": selectors.dataset_list(), "form": form})
-
-
-@staff_member_required
-def dataset_detail(request, name: str):
-    try:
-        dataset = selectors.dataset_get(name=name)
-    except FaroError:
-        raise Http404(name) from None
-    form = UploadForm(request.POST or None, request.FILES or None)
-    if request.method == "POST" and form.is_valid():
-        try:
-            version = services.dataset_version_create_from_upload(
-                dataset=dataset, upload=form.cleaned_data["file"], actor=request.user
+            dataset = services.dataset_create(
+                name=form.cleaned_data["name"], **form.service_fields(), actor=request.user
             )
         except FaroError as exc:
-            form.add_error("file", _problems_text(exc))
+            form.add_service_errors(exc)
         else:
-            messages.success(request, f"Version {version.number} created: {version.row_count} rows.")
-            return redirect("data:version-detail", name=dataset.name, number=version.number)
+            messages.success(request, f"Dataset {dataset.name} created. Upload its first version below.")
+            return redirect("data:dataset-detail", name=dataset.name)
+    datasets = selectors.dataset_list().select_related("owner").prefetch_related("versions")
+    rows = [
+        {
+            "dataset": dataset,
+            "versions": len(dataset.versions.all()),
+            "latest": max((version.number for version in dataset.versions.all()), default=None),
+        }
+        for dataset in datasets
+    ]
     return render(
         request,
-        "data/dataset_detail.html",
-        {"dataset": dataset, "form": form, "versions": dataset.versions.all()},
+        "data/dataset_list.html",
+        {"rows": rows, "form": form},
         status=400 if form.errors else 200,
     )
 
 
+def _detail_page(request, dataset: Dataset, *, edit_form=None, upload_form=None, status: int = 200):
+    if edit_form is None:
+        edit_form = DatasetEditForm(initial={name: getattr(dataset, name) for name in DatasetEditForm.base_fields})
+    return render(
+        request,
+        "data/dataset_detail.html",
+        {
+            "dataset": dataset,
+            "edit_form": edit_form,
+            "upload_form": upload_form or UploadForm(),
+            "versions": dataset.versions.select_related("parent", "created_by"),
+            "jobs": dataset.ingest_jobs.select_related("dataset_version")[:RECENT_JOBS],
+            "checks": [
+                {"check": check, "params": [(key, _param_text(value)) for key, value in (check.params or {}).items()]}
+                for check in dataset.checks.all()
+            ],
+            "tags": sorted((dataset.column_tags or {}).items()),
+            "max_upload_bytes": settings.FARO_UPLOAD_MAX_BYTES,
+        },
+        status=status,
+    )
+
+
 @staff_member_required
-def version_detail(request, name: str, number: int):
+def dataset_detail(request, name: str):
+    dataset = _dataset_or_404(name)
+    if request.method != "POST":
+        return _detail_page(request, dataset)
+    form = DatasetEditForm(request.POST)
+    if form.is_valid():
+        try:
+            services.dataset_update(dataset=dataset, **form.service_fields(), actor=request.user)
+        except FaroError as exc:
+            form.add_service_errors(exc)
+        else:
+            messages.success(request, "Dataset description saved.")
+            return redirect("data:dataset-detail", name=dataset.name)
+    return _detail_page(request, dataset, edit_form=form, status=400)
+
+
+# -- uploads and ingest jobs -----------------------------------------------------------------------------
+
+
+@staff_member_required
+@require_POST
+def dataset_upload(request, name: str):
+    """Queue an upload: 202 with the job's URLs as JSON, or a redirect to the job's page for a plain form."""
+    html = _wants_html(request)
     try:
         dataset = selectors.dataset_get(name=name)
-        version = selectors.dataset_version_get(dataset=dataset, number=number)
-    except FaroError:
-        raise Http404(name) from None
-    columns = [{**column, **version.statistics.get(column["name"], {})} for column in version.schema]
-    return render(request, "data/version_detail.html", {"dataset": dataset, "version": version, "columns": columns})
+    except NotFound as exc:
+        if html:
+            raise Http404(name) from None
+        return JsonResponse({"message": exc.message, "extra": exc.extra}, status=exc.status_code)
+    form = UploadForm(request.POST, request.FILES)
+    try:
+        if not form.is_valid():
+            raise InvalidInput(
+                "Choose a file to upload." if "file" in form.errors else "The upload options are not valid.",
+                extra={"fields": {key: list(value) for key, value in form.errors.items()}},
+            )
+        job = services.ingest_job_create(
+            dataset=dataset, upload=form.cleaned_data["file"], options=form.options(), actor=request.user
+        )
+    except FaroError as exc:
+        if html:
+            if exc.message not in form.non_field_errors():
+                form.add_error(None, exc.message)
+            for key, problems in (exc.extra.get("fields") or {}).items():
+                for problem in problems:
+                    if key in form.fields and problem not in form.errors.get(key, []):
+                        form.add_error(key, problem)
+            return _detail_page(request, dataset, upload_form=form, status=exc.status_code)
+        return JsonResponse({"message": exc.message, "extra": exc.extra}, status=exc.status_code)
+    page_url = reverse("data:job-detail", args=[job.pk])
+    if html:
+        return redirect(page_url)
+    return JsonResponse(
+        {"job": job.pk, "status_url": reverse("data:job-status", args=[job.pk]), "page_url": page_url},
+        status=202,
+        headers={"Location": page_url},
+    )
+
+
+@staff_member_required
+@require_GET
+def job_detail(request, job_id: int):
+    job = _job_or_404(job_id)
+    return render(request, "data/job_detail.html", {"job": job, "status": _job_json(job)})
+
+
+@staff_member_required
+@require_GET
+def job_status(request, job_id: int):
+    response = JsonResponse(_job_json(_job_or_404(job_id)))
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+# -- versions ------------------------------------------------------------------------------------------
+
+
+@staff_member_required
+def version_detail(request, name: str, number: int):
+    version = _version_or_404(name, number)
+    version = DatasetVersion.objects.select_related("dataset", "parent", "created_by").get(pk=version.pk)
+    statistics = version.statistics or {}
+    columns = [
+        _column_report(index, column, statistics.get(column["name"], {}))
+        for index, column in enumerate(version.schema, start=1)
+    ]
+    validation = version.validation or {}
+    source = dict(validation.get("source") or {})
+    if "delimiter" in source:
+        source["delimiter"] = _delimiter_label(source["delimiter"])
+    checks = validation.get("checks") or []
+    return render(
+        request,
+        "data/version_detail.html",
+        {
+            "dataset": version.dataset,
+            "version": version,
+            "columns": columns,
+            "changes": validation.get("schema_changes"),
+            "checks": checks,
+            "checks_failed": sum(1 for check in checks if not check.get("passed")),
+            "source": source,
+        },
+    )
+
+
+@staff_member_required
+@require_GET
+def version_download(request, name: str, number: str, fmt: str):
+    version = _version_or_404(name, int(number))
+    try:
+        content, content_type = services.dataset_version_export(version=version, fmt=fmt, actor=request.user)
+    except FaroError as exc:
+        context = {"status": exc.status_code, "message": exc.message}
+        return render(request, "error.html", context, status=exc.status_code)
+    filename = f"{version.dataset.name}-v{version.number}.{fmt}"
+    if fmt == "parquet":
+        return FileResponse(open(content, "rb"), as_attachment=True, filename=filename, content_type=content_type)
+    response = StreamingHttpResponse(content, content_type=f"{content_type}; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
