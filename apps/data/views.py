@@ -31,6 +31,9 @@ TOP_BAR_WIDTH = 180
 # -- helpers -------------------------------------------------------------------------------------------
 
 
+MULTIPART_OVERHEAD_BYTES = 64 * 1024
+
+
 def _dataset_or_404(name: str) -> Dataset:
     try:
         return selectors.dataset_get(name=name)
@@ -331,6 +334,11 @@ def dataset_upload(request, name: str):
         if html:
             raise Http404(name) from None
         return JsonResponse({"message": exc.message, "extra": exc.extra}, status=exc.status_code)
+    declared = request.META.get("CONTENT_LENGTH") or ""
+    if declared.isdigit() and int(declared) > settings.FARO_UPLOAD_MAX_BYTES + MULTIPART_OVERHEAD_BYTES:
+        # Refused before the body is read, so nothing of it is stored.
+        message = f"The upload of {int(declared)} bytes exceeds the limit of {settings.FARO_UPLOAD_MAX_BYTES} bytes."
+        return JsonResponse({"message": message, "extra": {}}, status=413)
     form = UploadForm(request.POST, request.FILES)
     try:
         if not form.is_valid():

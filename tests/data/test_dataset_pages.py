@@ -506,3 +506,17 @@ def test_unknown_datasets_versions_and_jobs_are_not_found(client, users, dataset
     assert client.get("/datasets/loans/v1/download.xlsx").status_code == 404
     response = client.post("/datasets/nope/upload/", {"file": csv_upload()}, HTTP_ACCEPT=JSON_ACCEPT)
     assert response.status_code == 404
+
+
+def test_an_upload_declared_over_the_limit_is_refused_before_it_is_read(client, users, dataset, settings):
+    settings.FARO_UPLOAD_MAX_BYTES = 1024
+    client.force_login(users["ds"])
+    response = client.post(
+        reverse("data:dataset-upload", args=["loans"]),
+        data=b"x" * 10,
+        content_type="multipart/form-data; boundary=xyz",
+        CONTENT_LENGTH=str(200 * 1024),
+    )
+    assert response.status_code == 413
+    assert response.json() == {"message": "The upload of 204800 bytes exceeds the limit of 1024 bytes.", "extra": {}}
+    assert not IngestJob.objects.exists()
