@@ -102,7 +102,7 @@ def detect_format(path: Path, name: str, declared: str | None) -> str:
     """The file's format from its declared format or name, refused when the content says otherwise."""
     with open(path, "rb") as handle:
         head = handle.read(64 * 1024)
-    if not head:
+    if not head.strip():
         raise IngestError("The file is empty.")
     suffix = Path(name).suffix.lower()
     fmt = declared or _EXTENSIONS.get(suffix)

@@ -175,6 +175,8 @@ class IngestJob(Job):
     size_bytes = models.PositiveBigIntegerField()
     options = models.JSONField(default=dict, blank=True)
     problems = models.JSONField(default=list, blank=True)
+    details = models.JSONField(default=dict, blank=True, help_text="More on a refusal, e.g. the schema changes.")
+    requested_by = models.CharField(max_length=100, blank=True, help_text="Who queued it: user:N or token:N.")
     dataset_version = models.OneToOneField(
         DatasetVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="ingest_job"
     )

@@ -20,7 +20,7 @@ from apps.core.artefacts import artefact_path, artefact_temp_path, artefact_veri
 from apps.core.errors import Conflict, FaroError, InvalidInput, PayloadTooLarge
 from apps.data.ingest import IngestError, SourceOptions, schema_changes, write_version
 from apps.data.models import Dataset, DatasetCheck, DatasetVersion, IngestJob
-from apps.governance.services import acting_user, audit_record
+from apps.governance.services import acting_user, actor_ref, audit_record
 
 logger = logging.getLogger(__name__)
 
@@ -163,9 +163,12 @@ def parse_ingest_options(raw: dict[str, Any]) -> dict[str, Any]:
             codecs.lookup(encoding)
         except LookupError:
             problems["encoding"] = [f"Unknown encoding {encoding!r}."]
-    accept = raw.get("accept_schema_change", False)
+    accept = raw.get("accept_schema_change") or False
     if isinstance(accept, str):
-        accept = accept.lower() in ("1", "true", "on", "yes")
+        lowered = accept.strip().lower()
+        if lowered not in ("1", "true", "on", "yes", "0", "false", "off", "no", ""):
+            problems["accept_schema_change"] = ["Give true or false."]
+        accept = lowered in ("1", "true", "on", "yes")
     if problems:
         raise InvalidInput("The upload options are not valid.", extra={"fields": problems})
     return {
@@ -231,6 +234,7 @@ def ingest_job_create(
             size_bytes=size,
             options=parsed,
             created_by=acting_user(actor),
+            requested_by=actor_ref(actor),
         )
         audit_record(
             actor=actor,
@@ -270,12 +274,13 @@ def ingest_job_run(*, job_id: int) -> DatasetVersion | None:
             original_name=job.original_name,
             original_sha256=job.original_sha256,
             options=job.options,
-            actor=job.created_by,
+            actor=job.created_by or job.requested_by or None,
             on_progress=report,
             job=job,
         )
     except FaroError as exc:
-        _ingest_fail(job_id, exc.message, exc.extra.get("problems", []))
+        details = {key: value for key, value in exc.extra.items() if key != "problems"}
+        _ingest_fail(job_id, exc.message, exc.extra.get("problems", []), details)
         return None
     except Exception as exc:
         logger.exception("Ingest job %s failed", job_id)
@@ -286,10 +291,17 @@ def ingest_job_run(*, job_id: int) -> DatasetVersion | None:
     return version
 
 
-def _ingest_fail(job_id: int, message: str, problems: list[dict[str, Any]]) -> None:
+def _ingest_fail(
+    job_id: int, message: str, problems: list[dict[str, Any]], details: dict[str, Any] | None = None
+) -> None:
     with transaction.atomic():
         changed = IngestJob.objects.filter(pk=job_id, status=IngestJob.Status.RUNNING).update(
-            status=IngestJob.Status.FAILED, error=message, problems=problems, finished_at=timezone.now(), staged_path=""
+            status=IngestJob.Status.FAILED,
+            error=message,
+            problems=problems,
+            details=details or {},
+            finished_at=timezone.now(),
+            staged_path="",
         )
         if changed:
             audit_record(

@@ -95,6 +95,7 @@ class IngestJobSerializer(serializers.ModelSerializer):
             "finished_at",
             "error",
             "problems",
+            "details",
             "dataset_version",
         ]
 
