@@ -404,3 +404,29 @@ def test_the_demo_data_ingests_with_its_subject_key(db, demo_csv, csv_upload):
         {"value": "bad", "count": 300},
     ]
     assert json.loads(json.dumps(version.statistics)) == version.statistics
+
+
+def test_upload_options_are_parsed_strictly():
+    from apps.data.services import parse_ingest_options
+
+    assert parse_ingest_options({"delimiter": "tab", "accept_schema_change": "on"}) == {
+        "mode": "replace",
+        "format": None,
+        "delimiter": "\t",
+        "encoding": None,
+        "accept_schema_change": True,
+    }
+    with pytest.raises(InvalidInput) as raised:
+        parse_ingest_options({"accept_schema_change": "maybe", "mode": "sideways", "encoding": "klingon"})
+    assert raised.value.extra == {
+        "fields": {
+            "mode": ["Choose one of: replace, append."],
+            "encoding": ["Unknown encoding 'klingon'."],
+            "accept_schema_change": ["Give true or false."],
+        }
+    }
+
+
+def test_a_file_of_blank_lines_is_empty(dataset, csv_upload):
+    with pytest.raises(InvalidInput, match="^The file is empty.$"):
+        ingest(dataset, csv_upload, b"\n\n  \n")
