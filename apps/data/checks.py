@@ -269,6 +269,9 @@ def _unique(values: Any, column: str, params: dict[str, Any]) -> tuple[bool, str
     import pyarrow.compute as pc
 
     present = pc.invert(_missing(values))
+    kept = values.filter(present)
+    if len(pc.unique(kept)) == len(kept):  # the common case, without building the position table
+        return True, f"{column!r} has no duplicated values", pc.and_(present, pa.scalar(False))
     positions = pa.chunked_array([pa.array(np.arange(len(values), dtype=np.int64))])
     table = pa.table({"value": values, "position": positions}).filter(present)
     firsts = table.group_by("value", use_threads=False).aggregate([("position", "min")])["position_min"]

@@ -18,7 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-BLOCK_SIZE = 8 * 1024 * 1024
+# Files are read in blocks of READ_BLOCK_SIZE; a row longer than a block is read again with blocks of
+# MAX_ROW_BYTES, the longest row accepted. Small blocks keep the CSV reader's memory low.
+READ_BLOCK_SIZE = 1024 * 1024
+MAX_ROW_BYTES = 8 * 1024 * 1024
+# Rows gathered into one Parquet row group: fewer, larger groups compress better and read faster.
+ROW_GROUP_ROWS = 128 * 1024
 MAX_LISTED_PROBLEMS = 20
 FORMATS = ("csv", "parquet", "jsonl")
 _EXTENSIONS = {
@@ -195,7 +200,7 @@ def _csv_problems(path: Path, delimiter: str, encoding: str) -> list[dict[str, A
     """Rows whose field count differs from the header's, unterminated quotes and oversized fields, by line."""
     problems: list[dict[str, Any]] = []
     total = 0
-    previous_limit = csv.field_size_limit(BLOCK_SIZE)
+    previous_limit = csv.field_size_limit(MAX_ROW_BYTES)
     try:
         with open(path, newline="", encoding=encoding, errors="replace") as handle:
             reader = csv.reader(handle, delimiter=delimiter, strict=True)
@@ -230,7 +235,7 @@ def _csv_problems(path: Path, delimiter: str, encoding: str) -> list[dict[str, A
 
 
 def _csv_batches(
-    path: Path, options: SourceOptions, types: dict[str, Any], on_bytes: Callable[[int], None]
+    path: Path, options: SourceOptions, types: dict[str, Any], on_bytes: Callable[[int], None], block_size: int
 ) -> tuple[Any, Iterator[Any], dict[str, Any]]:
     import pyarrow as pa
     import pyarrow.csv as pacsv
@@ -248,7 +253,7 @@ def _csv_batches(
     try:
         reader = pacsv.open_csv(
             handle,
-            read_options=pacsv.ReadOptions(block_size=BLOCK_SIZE, encoding=encoding),
+            read_options=pacsv.ReadOptions(block_size=block_size, encoding=encoding),
             parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
             convert_options=pacsv.ConvertOptions(
                 column_types=types, strings_can_be_null=True, quoted_strings_can_be_null=False
@@ -256,7 +261,7 @@ def _csv_batches(
         )
     except pa.ArrowInvalid as exc:
         handle.close()
-        raise _translate(exc, path, delimiter, encoding) from None
+        raise _translate(exc, path, delimiter, encoding, block_size) from None
 
     def batches() -> Iterator[Any]:
         try:
@@ -266,7 +271,7 @@ def _csv_batches(
                 except StopIteration:
                     return
                 except pa.ArrowInvalid as exc:
-                    raise _translate(exc, path, delimiter, encoding) from None
+                    raise _translate(exc, path, delimiter, encoding, block_size) from None
                 on_bytes(handle.tell())
                 yield batch
         finally:
@@ -278,7 +283,7 @@ def _csv_batches(
 def _quote_count(path: Path) -> int:
     count = 0
     with open(path, "rb") as handle:
-        while chunk := handle.read(BLOCK_SIZE):
+        while chunk := handle.read(MAX_ROW_BYTES):
             count += chunk.count(b'"')
     return count
 
@@ -301,14 +306,21 @@ def _invalid_text(batch: Any, fmt: str) -> None:
             raise IngestError(f"Column {name!r} holds binary data, which {fmt.upper()} uploads cannot carry.")
 
 
-def _translate(exc: Exception, path: Path, delimiter: str, encoding: str) -> Exception:
+class _Grow(Exception):
+    """A row did not fit in a reading block: read again with blocks of MAX_ROW_BYTES."""
+
+
+def _translate(exc: Exception, path: Path, delimiter: str, encoding: str, block_size: int) -> Exception:
     text = str(exc)
     match = _CONVERSION.search(text)
     if match:
         return _Widen(int(match.group(1)), match.group(2))
     if "straddling" in text or "straddles" in text:
+        if block_size < MAX_ROW_BYTES:
+            return _Grow()
         problems = _csv_problems(path, delimiter, encoding)
-        size = f"{BLOCK_SIZE // (1024 * 1024)} MB" if BLOCK_SIZE >= 1024 * 1024 else f"{BLOCK_SIZE // 1024} KB"
+        limit = MAX_ROW_BYTES
+        size = f"{limit // (1024 * 1024)} MB" if limit >= 1024 * 1024 else f"{limit // 1024} KB"
         return IngestError(f"A row or field is larger than {size}, the most a row may hold.", problems)
     if "UTF8" in text or "decode" in text.lower():
         return IngestError(f"The file is not valid {encoding}; declare its encoding.")
@@ -343,7 +355,7 @@ def _jsonl_batches(path: Path, on_bytes: Callable[[int], None]) -> tuple[Any, It
 
     handle = open(path, "rb")  # noqa: SIM115 -- closed by the generator below
     try:
-        reader = pajson.open_json(handle, read_options=pajson.ReadOptions(block_size=BLOCK_SIZE))
+        reader = pajson.open_json(handle, read_options=pajson.ReadOptions(block_size=MAX_ROW_BYTES))
     except pa.ArrowInvalid as exc:
         handle.close()
         raise IngestError(f"The JSON Lines file could not be parsed: {exc}") from None
@@ -413,10 +425,11 @@ def write_version(
             on_progress(min(position / size, 1.0))
 
     types: dict[str, Any] = {}
+    block_size = READ_BLOCK_SIZE
     for _attempt in range(64):
         try:
             if fmt == "csv":
-                schema, batches, details = _csv_batches(source, options, types, report)
+                schema, batches, details = _csv_batches(source, options, types, report, block_size)
             elif fmt == "parquet":
                 schema, batches, details = _parquet_batches(source, report)
             else:
@@ -428,18 +441,40 @@ def write_version(
             types[column] = _widened(current)
             if current == "string":
                 raise IngestError(f"Column {column!r} cannot be read as text.") from None
+        except _Grow:
+            block_size = MAX_ROW_BYTES
     raise IngestError("The column types could not be settled.")  # pragma: no cover - 64 widenings
+
+
+def parquet_writer(target: Path, schema: Any) -> Any:
+    """The one Parquet writer configuration of versions: zstd, and dictionaries for text columns only
+    (a dictionary of mostly distinct numbers is as large as the numbers)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    text = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+    return pq.ParquetWriter(target, schema, compression="zstd", use_dictionary=text or False)
 
 
 def _write(
     schema: Any, batches: Iterator[Any], details: dict[str, Any], fmt: str, target: Path, parent: Path | None
 ) -> IngestResult:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     writer = None
     rows = 0
     nulls: dict[str, int] = {}
+    pending: list[Any] = []
+    pending_rows = 0
     parent_file = pq.ParquetFile(parent) if parent is not None else None
+
+    def flush() -> None:
+        nonlocal pending, pending_rows
+        if pending:
+            writer.write_table(pa.Table.from_batches(pending))
+            pending, pending_rows = [], 0
+
     try:
         for batch in batches:
             _invalid_text(batch, fmt)
@@ -449,7 +484,7 @@ def _write(
                 if parent_file is not None:
                     _check_append(parent_file.schema_arrow, out_schema)
                     out_schema = parent_file.schema_arrow
-                writer = pq.ParquetWriter(target, out_schema, compression="zstd")
+                writer = parquet_writer(target, out_schema)
                 if parent_file is not None:
                     for index in range(parent_file.metadata.num_row_groups):
                         group = parent_file.read_row_group(index)
@@ -460,10 +495,15 @@ def _write(
             if parent_file is not None:
                 batch = batch.select(out_schema.names).cast(out_schema)
             if batch.num_rows:
-                writer.write_batch(batch)
+                pending.append(batch)
+                pending_rows += batch.num_rows
                 rows += batch.num_rows
                 for column, array in zip(batch.schema.names, batch.columns, strict=True):
                     nulls[column] = nulls.get(column, 0) + array.null_count
+                if pending_rows >= ROW_GROUP_ROWS:
+                    flush()
+        if writer is not None:
+            flush()
     finally:
         if writer is not None:
             writer.close()

@@ -17,6 +17,9 @@ from typing import Any
 
 from apps.data.ingest import _logical_type
 
+# Columns profiled at once: arrow's kernels release the GIL, so two threads use both cores of a small
+# machine while memory stays bounded by two columns (and their working copies), never the table.
+PROFILE_THREADS = 2
 QUANTILES = {"p01": 0.01, "p05": 0.05, "p25": 0.25, "p50": 0.5, "p75": 0.75, "p95": 0.95, "p99": 0.99}
 
 
@@ -36,13 +39,19 @@ def profile_parquet(path: Path, *, histogram_bins: int = 20, top_k: int = 10) ->
         raise ValueError("histogram_bins must be at least 1")
     if top_k < 0:
         raise ValueError("top_k must not be negative")
-    parquet = pq.ParquetFile(path)
-    profile: dict[str, dict[str, Any]] = {}
-    for name in parquet.schema_arrow.names:
-        column = read_column(parquet, name)
-        profile[name] = profile_column(column, histogram_bins=histogram_bins, top_k=top_k)
-        del column
-    return profile
+    from concurrent.futures import ThreadPoolExecutor
+
+    names = pq.ParquetFile(path).schema_arrow.names
+
+    def one(name: str) -> dict[str, Any]:
+        # Each thread opens its own reader; arrow's kernels release the GIL, so columns profile in parallel
+        # and memory stays bounded by a few columns at a time.
+        column = read_column(pq.ParquetFile(path), name)
+        return profile_column(column, histogram_bins=histogram_bins, top_k=top_k)
+
+    with ThreadPoolExecutor(max_workers=PROFILE_THREADS) as pool:
+        results = list(pool.map(one, names))
+    return dict(zip(names, results, strict=True))
 
 
 def read_column(parquet: Any, name: str) -> Any:
@@ -96,7 +105,7 @@ def _distinct(present: Any) -> int | None:
     if len(present) == 0:  # also covers columns of arrow's null type, which cannot be counted
         return 0
     try:
-        return int(pc.count_distinct(present, mode="only_valid").as_py())
+        return len(pc.unique(present))  # several times faster than count_distinct on large columns
     except (pa.ArrowNotImplementedError, pa.ArrowInvalid):  # nested types cannot be hashed
         return None
 
@@ -123,7 +132,12 @@ def _numeric(present: Any, kind: str, bins: int) -> dict[str, Any]:
         "std": _finite(pc.stddev(present, ddof=0).as_py()),
         "quantiles": {key: _finite(value) for key, value in zip(QUANTILES, quantiles, strict=True)},
     }
-    values = present.cast(pa.float64(), safe=False).to_numpy()  # large integers round, as in numpy
+    values = present.cast(pa.float64(), safe=False)  # large integers round, as in numpy
+    values = (
+        np.concatenate([chunk.to_numpy(zero_copy_only=False) for chunk in values.chunks])
+        if values.num_chunks
+        else np.empty(0)
+    )
     del present
     values = values[np.isfinite(values)]
     if len(values) == 0:

@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from apps.core.artefacts import artefact_path, artefact_temp_path, artefact_verified_path, artefact_write_file
 from apps.core.errors import Conflict, FaroError, InvalidInput, PayloadTooLarge
-from apps.data.ingest import IngestError, SourceOptions, schema_changes, write_version
+from apps.data.ingest import IngestError, SourceOptions, parquet_writer, schema_changes, write_version
 from apps.data.models import Dataset, DatasetCheck, DatasetVersion, IngestJob
 from apps.governance.services import acting_user, actor_ref, audit_record
 
@@ -555,13 +555,16 @@ class StorageReport:
 
 
 def parquet_rematerialise(source: Path, target: Path) -> None:
-    """Rewrite a version's Parquet file row group by row group with the writer settings of ingestion."""
+    """Rewrite a version's Parquet file row group by row group with the writer of ingestion."""
     import pyarrow.parquet as pq
 
     parquet = pq.ParquetFile(source)
-    with pq.ParquetWriter(target, parquet.schema_arrow, compression="zstd") as writer:
+    writer = parquet_writer(target, parquet.schema_arrow)
+    try:
         for index in range(parquet.metadata.num_row_groups):
             writer.write_table(parquet.read_row_group(index))
+    finally:
+        writer.close()
 
 
 def dataset_storage_verify(*, rematerialise: bool = False) -> StorageReport:

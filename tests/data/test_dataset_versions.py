@@ -267,7 +267,8 @@ def test_bad_uploads_name_the_problem_and_leave_nothing(dataset, csv_upload, con
 def test_a_huge_single_field_is_refused_with_its_row(dataset, csv_upload, monkeypatch):
     import apps.data.ingest as ingest_module
 
-    monkeypatch.setattr(ingest_module, "BLOCK_SIZE", 64 * 1024)  # the limit itself, scaled down for speed
+    monkeypatch.setattr(ingest_module, "READ_BLOCK_SIZE", 16 * 1024)  # both limits scaled down for speed
+    monkeypatch.setattr(ingest_module, "MAX_ROW_BYTES", 64 * 1024)
     content = HEADER + b"C1,1,yes\n" + b"C2,1," + b"y" * (200 * 1024) + b"\nC3,2,no\n"
     with pytest.raises(InvalidInput) as raised:
         ingest(dataset, csv_upload, content)
@@ -428,5 +429,17 @@ def test_upload_options_are_parsed_strictly():
 
 
 def test_a_file_of_blank_lines_is_empty(dataset, csv_upload):
-    with pytest.raises(InvalidInput, match="^The file is empty.$"):
+    with pytest.raises(InvalidInput, match=r"^The file is empty\.$"):
         ingest(dataset, csv_upload, b"\n\n  \n")
+
+
+def test_a_row_longer_than_a_reading_block_is_read_again_with_larger_blocks(dataset, csv_upload, monkeypatch):
+    import apps.data.ingest as ingest_module
+
+    monkeypatch.setattr(ingest_module, "READ_BLOCK_SIZE", 16 * 1024)
+    monkeypatch.setattr(ingest_module, "MAX_ROW_BYTES", 64 * 1024)
+    long_value = "y" * (30 * 1024)
+    content = HEADER + b"C1,1,yes\n" + f"C2,2,{long_value}\n".encode() + b"C3,3,no\n"
+    version = ingest(dataset, csv_upload, content)
+    assert version.row_count == 3
+    assert dataset_version_table(version=version).column("repaid").to_pylist()[1] == long_value
