@@ -81,7 +81,7 @@ def profile_column(column: Any, *, histogram_bins: int = 20, top_k: int = 10) ->
         "type": kind,
         "count": len(column),
         "missing": len(column) - len(present),
-        "distinct": _distinct(present),
+        "distinct": None if kind == "string" and len(present) else _distinct(present),
     }
     if len(present) == 0:
         return stats
@@ -92,6 +92,8 @@ def profile_column(column: Any, *, histogram_bins: int = 20, top_k: int = 10) ->
         stats.update({"true": true, "false": len(present) - true})
     elif kind == "string":
         stats.update(_text(present, top_k))
+        if stats["distinct"] is None and "top" not in stats:
+            stats["distinct"] = _distinct(present)  # not text after all (binary, nested): counted, if it can be
     elif kind == "datetime":
         extremes = pc.min_max(present)
         stats.update({"min": _iso(extremes["min"]), "max": _iso(extremes["max"])})
@@ -160,9 +162,13 @@ def _text(present: Any, top_k: int) -> dict[str, Any]:
             return {}
     counted = pc.value_counts(present)
     table = pa.table({"value": counted.field("values"), "count": counted.field("counts")})
-    top = table.sort_by([("count", "descending"), ("value", "ascending")]).slice(0, top_k)
+    keys = [("count", "descending"), ("value", "ascending")]
+    # select_k is O(n log k): a column of a million distinct ids is not sorted whole for its top ten.
+    top = pc.take(table, pc.select_k_unstable(table, k=top_k, sort_keys=keys)) if top_k else table.slice(0, 0)
+    top = top.sort_by(keys)
     lengths = pc.min_max(pc.utf8_length(present))
     return {
+        "distinct": len(counted),  # value_counts already found them: no second pass
         "top": top.to_pylist(),
         "min_length": int(lengths["min"].as_py()),
         "max_length": int(lengths["max"].as_py()),

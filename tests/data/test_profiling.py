@@ -313,6 +313,9 @@ def test_reads_one_column_at_a_time(tmp_path, monkeypatch):
     }
 
 
+_KEPT_POOLS: list = []
+
+
 def test_memory_is_bounded_by_the_columns_in_flight(tmp_path):
     """Arrow's allocations peak near the columns being profiled at once, far below the whole table.
 
@@ -329,9 +332,12 @@ def test_memory_is_bounded_by_the_columns_in_flight(tmp_path):
     pq.write_table(table, path, row_group_size=100_000)
     del table
 
+    # Buffers allocated from a proxy pool may outlive the call that made them (arrow caches, thread-local
+    # state); the pools must outlive them, so they are kept for the whole session.
     def peak(action):
         default = pa.default_memory_pool()
         tracked = pa.proxy_memory_pool(default)
+        _KEPT_POOLS.append(tracked)
         pa.set_memory_pool(tracked)
         try:
             result = action()
