@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import re
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -469,10 +470,16 @@ def _write(
     pending_rows = 0
     parent_file = pq.ParquetFile(parent) if parent is not None else None
 
+    # Compression runs on a second thread while the next blocks are parsed; at most one row group waits.
+    compressing = ThreadPoolExecutor(max_workers=1)
+    in_flight: list[Any] = []
+
     def flush() -> None:
         nonlocal pending, pending_rows
         if pending:
-            writer.write_table(pa.Table.from_batches(pending))
+            if in_flight:
+                in_flight.pop().result()
+            in_flight.append(compressing.submit(writer.write_table, pa.Table.from_batches(pending)))
             pending, pending_rows = [], 0
 
     try:
@@ -504,7 +511,10 @@ def _write(
                     flush()
         if writer is not None:
             flush()
+            if in_flight:
+                in_flight.pop().result()
     finally:
+        compressing.shutdown(wait=True)
         if writer is not None:
             writer.close()
     if writer is None or rows == (parent_file.metadata.num_rows if parent_file is not None else 0):
