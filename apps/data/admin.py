@@ -6,6 +6,7 @@ from django.contrib import admin, messages
 from apps.core.errors import FaroError
 from apps.data.models import Dataset, DatasetCheck, DatasetVersion, IngestJob
 from apps.data.services import (
+    DATASET_FIELDS,
     dataset_check_create,
     dataset_check_delete,
     dataset_check_update,
@@ -14,16 +15,7 @@ from apps.data.services import (
     ingest_job_create,
 )
 
-EDITABLE = [
-    "description",
-    "target_column",
-    "subject_key_column",
-    "purpose",
-    "legal_basis",
-    "retention_days",
-    "column_tags",
-    "owner",
-]
+EDITABLE = list(DATASET_FIELDS)
 
 
 class DatasetAdminForm(forms.ModelForm):

@@ -264,21 +264,10 @@ def _csv_batches(
         handle.close()
         raise _translate(exc, path, delimiter, encoding, block_size) from None
 
-    def batches() -> Iterator[Any]:
-        try:
-            while True:
-                try:
-                    batch = reader.read_next_batch()
-                except StopIteration:
-                    return
-                except pa.ArrowInvalid as exc:
-                    raise _translate(exc, path, delimiter, encoding, block_size) from None
-                on_bytes(handle.tell())
-                yield batch
-        finally:
-            handle.close()
+    def translate(exc: Exception) -> Exception:
+        return _translate(exc, path, delimiter, encoding, block_size)
 
-    return reader.schema, batches(), {"delimiter": delimiter, "encoding": encoding}
+    return reader.schema, _stream(reader, handle, on_bytes, translate), {"delimiter": delimiter, "encoding": encoding}
 
 
 def _quote_count(path: Path) -> int:
@@ -305,6 +294,26 @@ def _invalid_text(batch: Any, fmt: str) -> None:
                         [{"row": None, "column": name, "message": f"value {index + 1} of a block is not UTF-8"}],
                     ) from None
             raise IngestError(f"Column {name!r} holds binary data, which {fmt.upper()} uploads cannot carry.")
+
+
+def _stream(
+    reader: Any, handle: Any, on_bytes: Callable[[int], None], translate: Callable[[Exception], Exception]
+) -> Iterator[Any]:
+    """The batches of an arrow streaming reader, reporting bytes read; closes the file when done."""
+    import pyarrow as pa
+
+    try:
+        while True:
+            try:
+                batch = reader.read_next_batch()
+            except StopIteration:
+                return
+            except pa.ArrowInvalid as exc:
+                raise translate(exc) from None
+            on_bytes(handle.tell())
+            yield batch
+    finally:
+        handle.close()
 
 
 class _Grow(Exception):
@@ -362,21 +371,10 @@ def _jsonl_batches(path: Path, on_bytes: Callable[[int], None]) -> tuple[Any, It
         raise IngestError(f"The JSON Lines file could not be parsed: {exc}") from None
     _check_header(reader.schema.names)
 
-    def batches() -> Iterator[Any]:
-        try:
-            while True:
-                try:
-                    batch = reader.read_next_batch()
-                except StopIteration:
-                    return
-                except pa.ArrowInvalid as exc:
-                    raise IngestError(f"The JSON Lines file could not be parsed: {exc}") from None
-                on_bytes(handle.tell())
-                yield batch
-        finally:
-            handle.close()
+    def translate(exc: Exception) -> Exception:
+        return IngestError(f"The JSON Lines file could not be parsed: {exc}")
 
-    return reader.schema, batches(), {}
+    return reader.schema, _stream(reader, handle, on_bytes, translate), {}
 
 
 _WIDER = {"int64": "double", "double": "string", "bool": "string", "null": "string", "timestamp": "string"}
