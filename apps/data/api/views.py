@@ -2,6 +2,7 @@ from django.http import FileResponse, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.response import Response
 
 from apps.core.api import LimitedMultiPartParser, error_responses
@@ -203,7 +204,16 @@ class DatasetVersionDetailApi(ReadWriteScopedApi):
         return Response(DatasetVersionSerializer(selectors.dataset_version_get(dataset=dataset, number=number)).data)
 
 
+class FileFormatNegotiation(DefaultContentNegotiation):
+    """Here `?format=` names the file to download, not a DRF renderer: answers and errors stay JSON."""
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
 class DatasetVersionDownloadApi(ReadWriteScopedApi):
+    content_negotiation_class = FileFormatNegotiation
+
     @extend_schema(
         parameters=[OpenApiParameter("format", str, enum=["csv", "parquet"], description="Default: csv.")],
         responses={
