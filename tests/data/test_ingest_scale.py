@@ -20,6 +20,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pytest
 
+from tests.support import fresh_postgres_database
+
 ROOT = Path(__file__).resolve().parents[2]
 _VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
 PYTHON = str(_VENV_PYTHON) if _VENV_PYTHON.exists() else sys.executable
@@ -46,6 +48,7 @@ from django.conf import settings
 from django.core.files import File
 
 from apps.data.services import dataset_check_create, dataset_create, dataset_version_create_from_upload
+
 
 dataset = dataset_create(name="scale", description="A million generated rows", subject_key_column="row_id")
 dataset_check_create(dataset=dataset, kind="unique", column="row_id")
@@ -106,8 +109,16 @@ def ingest_in_child(csv_path: Path, work: Path) -> dict:
         "FARO_UPLOAD_MAX_BYTES": str(1024 * 1024 * 1024),
         "FARO_LOG_LEVEL": "WARNING",
     }
-    for name in ("DATABASE_URL", "REDIS_URL", "FARO_TASKS_EAGER"):  # the embedded default: SQLite on disk
+    for name in ("DATABASE_URL", "REDIS_URL", "FARO_TASKS_EAGER"):
         env.pop(name, None)
+    server = os.environ.get("DATABASE_URL", "")
+    if server.startswith(("postgres://", "postgresql://")):  # the same database engine as the rest of the run
+        with fresh_postgres_database(server, "faro_scale") as url:
+            return _run_child(csv_path, {**env, "DATABASE_URL": url})
+    return _run_child(csv_path, env)  # the embedded default: SQLite on disk
+
+
+def _run_child(csv_path: Path, env: dict[str, str]) -> dict:
     for args in ([PYTHON, "manage.py", "migrate", "--no-input", "-v0"], [PYTHON, "-c", CHILD, str(csv_path)]):
         done = subprocess.run(
             args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=CHILD_TIMEOUT_SECONDS, check=False

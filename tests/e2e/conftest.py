@@ -22,10 +22,11 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import requests
+
+from tests.support import pg_create, pg_drop, with_database
 
 ROOT = Path(__file__).resolve().parents[2]
 _VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
@@ -93,29 +94,6 @@ def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def _with_database(url: str, name: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
-
-
-def _pg_create(server_url: str, name: str) -> None:
-    import psycopg
-
-    with psycopg.connect(server_url, autocommit=True, connect_timeout=10) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-
-def _pg_drop(server_url: str, name: str) -> None:
-    import psycopg
-
-    with psycopg.connect(server_url, autocommit=True, connect_timeout=10) as conn:
-        conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
-            [name],
-        )
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
 
 
 def _redis_cleanup(redis_url: str, queue: str) -> None:
@@ -219,8 +197,8 @@ def stack() -> Iterator[Stack]:
     pg_name = None
     if server_url:
         pg_name = f"faro_e2e_{run_id}"
-        _pg_create(server_url, pg_name)
-        database_url = _with_database(server_url, pg_name)
+        pg_create(server_url, pg_name)
+        database_url = with_database(server_url, pg_name)
     else:
         database_url = f"sqlite:///{tmp / 'faro.sqlite3'}"  # an absolute path: sqlite:////tmp/...
     queue = f"faro-e2e-{run_id}"
@@ -309,7 +287,7 @@ def _teardown(stack: Stack, pg_name: str | None, server_url: str, redis_url: str
     if stack.failed:
         print(f"\nFaro e2e stack kept for inspection in {stack.tmp_dir}\n{stack.tails()}")
     if pg_name:
-        _pg_drop(server_url, pg_name)
+        pg_drop(server_url, pg_name)
     if redis_url:
         _redis_cleanup(redis_url, stack.queue)
     if not stack.failed:
