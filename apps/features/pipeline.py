@@ -1,0 +1,500 @@
+"""Declarative feature sets, fitted once and applied by one code path. No Django here.
+
+A feature set definition is an ordered list of features, each a transform of one or two source
+columns:
+
+    {"name": "income_log", "transform": "log1p", "source": "income", "description": "..."}
+    {"name": "util", "transform": "ratio", "sources": ["balance", "limit"]}
+
+`FittedPipeline.fit` learns what a transform needs from the training columns (means, quantile edges,
+vocabularies, fill values) and freezes it in a plain dict. `transform_columns` then turns columns into
+the model's float32 matrix with vectorised numpy; a one-row request (`transform_rows`), a batch and a
+training table (`transform_table`) all go through it, so they give bit-identical matrices.
+
+Missing values are NaN in the matrix (XGBoost's missing). Policies, per transform:
+- log1p of a value <= -1, a ratio with a zero denominator, an unparseable or missing date: NaN.
+- one_hot: a column per frequent value (`top_k`) and one for any other value; a missing value is all
+  zeros. ordinal: the value's index in the sorted vocabulary; an unseen or missing value is NaN.
+- bucketise: the index of the bucket, edges fixed or fitted as quantiles; missing stays NaN.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import itertools
+import json
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+TRANSFORMS = (
+    "passthrough",
+    "standardise",
+    "clip",
+    "log1p",
+    "bucketise",
+    "one_hot",
+    "ordinal",
+    "missing_indicator",
+    "fill",
+    "date_part",
+    "ratio",
+    "difference",
+)
+NUMERIC_TYPES = ("integer", "float", "boolean")
+_NUMERIC_TRANSFORMS = ("passthrough", "standardise", "clip", "log1p", "bucketise", "fill")
+_TEXT_TRANSFORMS = ("one_hot", "ordinal")
+_TWO_SOURCES = ("ratio", "difference")
+_DATE_PARTS = ("year", "month", "weekday", "hour", "days_since")
+_PARAMS: dict[str, set[str]] = {
+    "passthrough": set(),
+    "standardise": set(),
+    "clip": {"min", "max"},
+    "log1p": set(),
+    "bucketise": {"edges", "quantiles"},
+    "one_hot": {"top_k"},
+    "ordinal": set(),
+    "missing_indicator": set(),
+    "fill": {"value", "statistic"},
+    "date_part": {"part", "reference"},
+    "ratio": set(),
+    "difference": set(),
+}
+HISTOGRAM_BINS = 10
+
+
+class DefinitionError(Exception):
+    """A definition that cannot be fitted; `problems` lists {"feature", "field", "message"}."""
+
+    def __init__(self, message: str, problems: list[dict[str, Any]]) -> None:
+        super().__init__(message)
+        self.message = message
+        self.problems = problems
+
+
+# -- definitions --------------------------------------------------------------------------------------
+
+
+def sources_of(feature: Mapping[str, Any]) -> list[str]:
+    """The source columns a feature reads (its personal-data tags are theirs)."""
+    if feature.get("transform") in _TWO_SOURCES:
+        return list(feature.get("sources") or [])
+    return [feature["source"]] if feature.get("source") else []
+
+
+def definition_hash(definition: Sequence[Mapping[str, Any]]) -> str:
+    """SHA-256 of the definition's canonical JSON: key order does not matter, every value does."""
+    canonical = json.dumps(list(definition), sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_params(feature: Mapping[str, Any], problem) -> None:
+    transform = feature["transform"]
+    params = feature.get("params") or {}
+    if not isinstance(params, Mapping):
+        problem("params", "must be an object")
+        return
+    for key in sorted(set(params) - _PARAMS[transform]):
+        problem("params", f"unknown parameter {key!r} for {transform}")
+    if transform == "clip":
+        low, high = params.get("min"), params.get("max")
+        if low is None and high is None:
+            problem("params", "clip needs min, max or both")
+        for key, value in (("min", low), ("max", high)):
+            if value is not None and not _is_number(value):
+                problem("params", f"{key} must be a finite number")
+        if _is_number(low) and _is_number(high) and low > high:
+            problem("params", "min must not exceed max")
+    elif transform == "bucketise":
+        edges, quantiles = params.get("edges"), params.get("quantiles")
+        if (edges is None) == (quantiles is None):
+            problem("params", "bucketise needs either edges or quantiles")
+        elif edges is not None:
+            if not isinstance(edges, list) or not edges or not all(_is_number(edge) for edge in edges):
+                problem("params", "edges must be a non-empty list of finite numbers")
+            elif any(b <= a for a, b in itertools.pairwise(edges)):
+                problem("params", "edges must increase")
+        elif isinstance(quantiles, bool) or not isinstance(quantiles, int) or not 2 <= quantiles <= 100:
+            problem("params", "quantiles must be an integer from 2 to 100")
+    elif transform == "one_hot":
+        top_k = params.get("top_k", 10)
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= 1000:
+            problem("params", "top_k must be an integer from 1 to 1000")
+    elif transform == "fill":
+        if ("value" in params) == ("statistic" in params):
+            problem("params", "fill needs either a value or a statistic (mean, median, mode)")
+        elif "value" in params and not _is_number(params["value"]):
+            problem("params", "value must be a finite number")
+        elif "statistic" in params and params["statistic"] not in ("mean", "median", "mode"):
+            problem("params", "statistic must be mean, median or mode")
+    elif transform == "date_part":
+        part = params.get("part")
+        if part not in _DATE_PARTS:
+            problem("params", f"part must be one of {', '.join(_DATE_PARTS)}")
+        if part == "days_since":
+            try:
+                dt.date.fromisoformat(str(params.get("reference")))
+            except ValueError:
+                problem("params", "days_since needs a reference date, e.g. 2020-01-01")
+
+
+def validate_definition(definition: Any, schema: Mapping[str, str]) -> list[dict[str, Any]]:
+    """Every problem with a definition against the columns and logical types of the data it will read."""
+    problems: list[dict[str, Any]] = []
+    if not isinstance(definition, list) or not definition:
+        return [{"feature": None, "field": "features", "message": "must be a non-empty list of features"}]
+    seen: set[str] = set()
+    for index, feature in enumerate(definition):
+        label = feature.get("name") if isinstance(feature, Mapping) and feature.get("name") else f"#{index + 1}"
+
+        def problem(field: str, message: str, label: str = label) -> None:
+            problems.append({"feature": label, "field": field, "message": message})
+
+        if not isinstance(feature, Mapping):
+            problem("feature", "must be an object")
+            continue
+        name = feature.get("name")
+        if not isinstance(name, str) or not name.strip() or not name.isprintable() or "=" in name:
+            problem("name", "must be a non-empty name without '='")
+        elif name in seen:
+            problem("name", "is used by another feature")
+        else:
+            seen.add(name)
+        if not isinstance(feature.get("description", ""), str):
+            problem("description", "must be text")
+        transform = feature.get("transform")
+        if transform not in TRANSFORMS:
+            problem("transform", f"must be one of {', '.join(TRANSFORMS)}")
+            continue
+        sources = sources_of(feature)
+        if transform in _TWO_SOURCES:
+            if len(sources) != 2 or not all(isinstance(source, str) for source in sources):
+                problem("sources", f"{transform} needs two source columns")
+                continue
+        elif len(sources) != 1 or not isinstance(sources[0], str):
+            problem("source", "needs one source column")
+            continue
+        for source in sources:
+            if source not in schema:
+                problem("source", f"column {source!r} is not in the data")
+                continue
+            kind = schema[source]
+            if transform in _NUMERIC_TRANSFORMS + _TWO_SOURCES and kind not in NUMERIC_TYPES:
+                problem("source", f"{transform} needs a numeric column; {source!r} is {kind}")
+            elif transform in _TEXT_TRANSFORMS and kind != "string":
+                problem("source", f"{transform} needs a text column; {source!r} is {kind}")
+            elif transform == "date_part" and kind not in ("datetime", "string"):
+                problem("source", f"date_part needs a date column; {source!r} is {kind}")
+        _check_params(feature, problem)
+    return problems
+
+
+# -- reading columns ------------------------------------------------------------------------------------
+
+
+def _is_arrow(values: Any) -> bool:
+    return type(values).__module__.startswith("pyarrow")
+
+
+def _floats(values: Any) -> np.ndarray:
+    """Numbers (or booleans) as float64 with NaN for missing, from a list or an arrow array."""
+    if _is_arrow(values):
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        cast = pc.cast(values, pa.float64(), safe=False)
+        return np.asarray(pc.fill_null(cast, math.nan).to_numpy(zero_copy_only=False), dtype=np.float64)
+    out = np.empty(len(values), dtype=np.float64)
+    for index, value in enumerate(values):
+        out[index] = math.nan if value is None else float(value)
+    return out
+
+
+def _codes(values: Any, index: Mapping[str, int]) -> np.ndarray:
+    """Vocabulary positions: -1 for a missing value, -2 for one not in the vocabulary."""
+    if _is_arrow(values):
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        text = values if pa.types.is_string(values.type) else pc.cast(values, pa.string())
+        vocabulary = pa.array(sorted(index, key=index.__getitem__), type=pa.string())
+        found = pc.index_in(text, value_set=vocabulary)
+        codes = np.asarray(pc.fill_null(found, -2).to_numpy(zero_copy_only=False), dtype=np.int64)
+        missing = np.asarray(pc.is_null(text).to_numpy(zero_copy_only=False), dtype=bool)
+        codes[missing] = -1
+        return codes
+    return np.fromiter(
+        (-1 if value is None else index.get(str(value), -2) for value in values), dtype=np.int64, count=len(values)
+    )
+
+
+def _datetimes(values: Any) -> np.ndarray:
+    """datetime64[us] (UTC for aware values) with NaT for missing or unparseable values."""
+    if _is_arrow(values):
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+            values = _parse_text_dates(values.to_pylist())
+            return values
+        if pa.types.is_timestamp(values.type) and values.type.tz is not None:
+            values = pc.cast(values, pa.timestamp("us", tz="UTC")).cast(pa.timestamp("us"))
+        else:
+            values = pc.cast(values, pa.timestamp("us"))
+        return np.asarray(values.to_numpy(zero_copy_only=False), dtype="datetime64[us]")
+    return _parse_text_dates(values)
+
+
+def _parse_text_dates(values: Sequence[Any]) -> np.ndarray:
+    out = np.empty(len(values), dtype="datetime64[us]")
+    for position, value in enumerate(values):
+        out[position] = _one_date(value)
+    return out
+
+
+def _one_date(value: Any) -> np.datetime64:
+    if value is None:
+        return np.datetime64("NaT")
+    if isinstance(value, str):
+        try:
+            value = dt.datetime.fromisoformat(value)
+        except ValueError:
+            return np.datetime64("NaT")
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(dt.UTC).replace(tzinfo=None)
+        return np.datetime64(value, "us")
+    if isinstance(value, dt.date):
+        return np.datetime64(value, "us")
+    return np.datetime64("NaT")
+
+
+def _date_part(moments: np.ndarray, part: str, reference: str | None) -> np.ndarray:
+    missing = np.isnat(moments)
+    if part == "days_since":
+        origin = np.datetime64(dt.date.fromisoformat(str(reference)), "us")
+        result = (moments - origin) / np.timedelta64(1, "D")
+    else:
+        safe = np.where(missing, np.datetime64(0, "us"), moments)
+        if part == "year":
+            result = safe.astype("datetime64[Y]").astype(np.int64) + 1970
+        elif part == "month":
+            result = safe.astype("datetime64[M]").astype(np.int64) % 12 + 1
+        elif part == "weekday":  # Monday 0 ... Sunday 6; 1970-01-01 was a Thursday
+            result = (safe.astype("datetime64[D]").astype(np.int64) + 3) % 7
+        else:
+            result = safe.astype("datetime64[h]").astype(np.int64) % 24
+        result = result.astype(np.float64)
+    return np.where(missing, np.nan, result)
+
+
+# -- fitting --------------------------------------------------------------------------------------------
+
+
+def _vocabulary(values: Any, limit: int | None) -> list[str]:
+    """Values by frequency (ties by value), at most `limit` of them; or all of them sorted."""
+    counts: dict[str, int] = {}
+    codes_source = values.to_pylist() if _is_arrow(values) else values
+    for value in codes_source:
+        if value is not None:
+            key = str(value)
+            counts[key] = counts.get(key, 0) + 1
+    if limit is None:
+        return sorted(counts)
+    return [value for value, _ in sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:limit]]
+
+
+def _fit_feature(feature: Mapping[str, Any], columns: Mapping[str, Any]) -> dict[str, Any]:
+    transform = feature["transform"]
+    params = dict(feature.get("params") or {})
+    state: dict[str, Any] = {
+        "name": feature["name"],
+        "transform": transform,
+        "sources": sources_of(feature),
+        "params": params,
+    }
+    source = state["sources"][0]
+    if transform == "standardise":
+        x = _floats(columns[source])
+        present = x[~np.isnan(x)]
+        mean = float(present.mean()) if len(present) else 0.0
+        std = float(present.std()) if len(present) else 1.0
+        state.update(mean=mean, std=std if std > 0 else 1.0)
+    elif transform == "bucketise":
+        if "edges" in params:
+            state["edges"] = [float(edge) for edge in params["edges"]]
+        else:
+            x = _floats(columns[source])
+            present = x[~np.isnan(x)]
+            points = np.linspace(0, 1, params["quantiles"] + 1)[1:-1]
+            edges = np.unique(np.quantile(present, points)) if len(present) else np.array([])
+            state["edges"] = [float(edge) for edge in edges]
+    elif transform == "one_hot":
+        state["vocabulary"] = _vocabulary(columns[source], params.get("top_k", 10))
+    elif transform == "ordinal":
+        state["vocabulary"] = _vocabulary(columns[source], None)
+    elif transform == "fill":
+        if "value" in params:
+            state["fill"] = float(params["value"])
+        else:
+            x = _floats(columns[source])
+            present = x[~np.isnan(x)]
+            if not len(present):
+                state["fill"] = 0.0
+            elif params["statistic"] == "mean":
+                state["fill"] = float(present.mean())
+            elif params["statistic"] == "median":
+                state["fill"] = float(np.median(present))
+            else:
+                values, counts = np.unique(present, return_counts=True)
+                state["fill"] = float(values[np.argmax(counts)])
+    elif transform == "date_part":
+        state["part"], state["reference"] = params["part"], params.get("reference")
+    return state
+
+
+def _outputs(state: Mapping[str, Any]) -> list[str]:
+    if state["transform"] == "one_hot":
+        return [f"{state['name']}={value}" for value in state["vocabulary"]] + [f"{state['name']}=other"]
+    return [state["name"]]
+
+
+class FittedPipeline:
+    """A fitted feature set: frozen state, its definition's hash, and the one transformation."""
+
+    def __init__(self, state: Mapping[str, Any]) -> None:
+        self.features: list[dict[str, Any]] = [dict(item) for item in state["features"]]
+        self.definition_hash: str = state["definition_hash"]
+        self.statistics: dict[str, dict[str, Any]] = dict(state.get("statistics") or {})
+        self.output_names: list[str] = [name for feature in self.features for name in _outputs(feature)]
+        self.source_columns: list[str] = sorted({source for f in self.features for source in f["sources"]})
+        self._indexes = {
+            feature["name"]: {value: position for position, value in enumerate(feature["vocabulary"])}
+            for feature in self.features
+            if "vocabulary" in feature
+        }
+
+    @classmethod
+    def fit(
+        cls, definition: list[dict[str, Any]], columns: Mapping[str, Any], schema: Mapping[str, str]
+    ) -> FittedPipeline:
+        """Learn each feature's state from the training columns; refuse an invalid definition."""
+        problems = validate_definition(definition, schema)
+        if problems:
+            raise DefinitionError(f"{len(problems)} problem(s) in the feature set.", problems)
+        features = [_fit_feature(feature, columns) for feature in definition]
+        pipeline = cls({"features": features, "definition_hash": definition_hash(definition)})
+        duplicates = sorted({name for name in pipeline.output_names if pipeline.output_names.count(name) > 1})
+        if duplicates:
+            raise DefinitionError(
+                "Output columns collide.",
+                [
+                    {"feature": name.split("=")[0], "field": "name", "message": f"output {name!r} is produced twice"}
+                    for name in duplicates
+                ],
+            )
+        pipeline.statistics = _statistics(pipeline.output_names, pipeline.transform_columns(columns))
+        return pipeline
+
+    def to_state(self) -> dict[str, Any]:
+        return {"features": self.features, "definition_hash": self.definition_hash, "statistics": self.statistics}
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> FittedPipeline:
+        return cls(state)
+
+    # -- the one transformation ----------------------------------------------------------------------
+
+    def transform_columns(self, columns: Mapping[str, Any]) -> np.ndarray:
+        """Source columns (lists or arrow arrays) to the float32 matrix, in `output_names` order."""
+        n_rows = len(columns[self.source_columns[0]]) if self.source_columns else 0
+        blocks: list[np.ndarray] = []
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            for feature in self.features:
+                block = self._apply(feature, columns, n_rows)
+                blocks.append(block.reshape(n_rows, -1))
+        matrix = np.concatenate(blocks, axis=1) if blocks else np.empty((n_rows, 0))
+        return matrix.astype(np.float32)
+
+    def transform_rows(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        return self.transform_columns({name: [row.get(name) for row in rows] for name in self.source_columns})
+
+    def transform_table(self, table: Any) -> np.ndarray:
+        return self.transform_columns({name: table.column(name) for name in self.source_columns})
+
+    def _apply(self, feature: Mapping[str, Any], columns: Mapping[str, Any], n_rows: int) -> np.ndarray:
+        transform = feature["transform"]
+        sources = feature["sources"]
+        params = feature["params"]
+        if transform in _TEXT_TRANSFORMS:
+            codes = _codes(columns[sources[0]], self._indexes[feature["name"]])
+            if transform == "ordinal":
+                return np.where(codes >= 0, codes, np.nan).astype(np.float64)
+            width = len(feature["vocabulary"])
+            block = np.zeros((n_rows, width + 1), dtype=np.float64)
+            rows = np.arange(n_rows)
+            known = codes >= 0
+            block[rows[known], codes[known]] = 1.0
+            block[rows[codes == -2], width] = 1.0
+            return block
+        if transform == "date_part":
+            return _date_part(_datetimes(columns[sources[0]]), feature["part"], feature.get("reference"))
+        if transform == "missing_indicator":
+            values = columns[sources[0]]
+            if _is_arrow(values):
+                import pyarrow.compute as pc
+
+                missing = np.asarray(pc.is_null(values, nan_is_null=True).to_numpy(zero_copy_only=False))
+            else:
+                missing = np.fromiter(
+                    (value is None or (isinstance(value, float) and math.isnan(value)) for value in values),
+                    dtype=bool,
+                    count=len(values),
+                )
+            return missing.astype(np.float64)
+        x = _floats(columns[sources[0]])
+        if transform == "passthrough":
+            return x
+        if transform == "standardise":
+            return (x - feature["mean"]) / feature["std"]
+        if transform == "clip":
+            return np.clip(x, params.get("min", -np.inf), params.get("max", np.inf))
+        if transform == "log1p":
+            return np.where(x > -1, np.log1p(np.where(x > -1, x, 0.0)), np.nan)
+        if transform == "bucketise":
+            buckets = np.searchsorted(np.asarray(feature["edges"], dtype=np.float64), x, side="right")
+            return np.where(np.isnan(x), np.nan, buckets.astype(np.float64))
+        if transform == "fill":
+            return np.where(np.isnan(x), feature["fill"], x)
+        y = _floats(columns[sources[1]])
+        if transform == "ratio":
+            return np.where(y != 0, x / np.where(y != 0, y, 1.0), np.nan)
+        return x - y
+
+
+def _statistics(names: list[str], matrix: np.ndarray) -> dict[str, dict[str, Any]]:
+    """Per output column of the training matrix: the baseline monitoring compares live traffic with."""
+    stats: dict[str, dict[str, Any]] = {}
+    for position, name in enumerate(names):
+        column = matrix[:, position].astype(np.float64)
+        finite = column[np.isfinite(column)]
+        entry: dict[str, Any] = {"count": len(column), "missing": int(len(column) - len(finite))}
+        if len(finite):
+            low, high = float(finite.min()), float(finite.max())
+            counts, edges = np.histogram(finite, bins=1 if low == high else HISTOGRAM_BINS)
+            entry.update(
+                mean=float(finite.mean()),
+                std=float(finite.std()),
+                min=low,
+                max=high,
+                histogram={"edges": [float(e) for e in edges], "counts": [int(c) for c in counts]},
+            )
+        stats[name] = entry
+    return stats
