@@ -261,19 +261,19 @@ def _parse_text_dates(values: Sequence[Any]) -> np.ndarray:
 
 def _one_date(value: Any) -> np.datetime64:
     if value is None:
-        return np.datetime64("NaT")
+        return np.datetime64("NaT", "us")
     if isinstance(value, str):
         try:
             value = dt.datetime.fromisoformat(value)
         except ValueError:
-            return np.datetime64("NaT")
+            return np.datetime64("NaT", "us")
     if isinstance(value, dt.datetime):
         if value.tzinfo is not None:
             value = value.astimezone(dt.UTC).replace(tzinfo=None)
         return np.datetime64(value, "us")
     if isinstance(value, dt.date):
         return np.datetime64(value, "us")
-    return np.datetime64("NaT")
+    return np.datetime64("NaT", "us")
 
 
 def _date_part(moments: np.ndarray, part: str, reference: str | None) -> np.ndarray:
