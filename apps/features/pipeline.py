@@ -360,6 +360,51 @@ def _fit_feature(feature: Mapping[str, Any], columns: Mapping[str, Any]) -> dict
     return state
 
 
+def _describe_input(name: str, kind: str, values: Any) -> dict[str, Any]:
+    """How a request must send one source column, learnt from the training values."""
+    plain = values.to_pylist() if _is_arrow(values) else list(values)
+    present = [value for value in plain if value is not None and not (isinstance(value, float) and math.isnan(value))]
+    item: dict[str, Any] = {"name": name, "nullable": len(present) < len(plain)}
+    if kind == "string":
+        item.update(type="category", categories=sorted({str(value) for value in present}))
+    elif kind == "datetime":
+        item.update(type="datetime")
+    elif kind == "boolean":
+        item.update(type="boolean")
+    else:
+        numbers = [float(value) for value in present]
+        item.update(
+            type="integer" if kind == "integer" else "number",
+            minimum=min(numbers, default=None),
+            maximum=max(numbers, default=None),
+        )
+    return item
+
+
+def _check_input(item: Mapping[str, Any], row: Mapping[str, Any]) -> str | None:
+    name = item["name"]
+    if name not in row:
+        return "is required"
+    value = row[name]
+    if value is None:
+        return None if item.get("nullable") else "must not be null"
+    kind = item["type"]
+    if kind in ("integer", "number"):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"must be a number, not {type(value).__name__}"
+        if not math.isfinite(value):
+            return "must be a finite number"
+    elif kind == "boolean":
+        if not isinstance(value, bool):
+            return f"must be true or false, not {type(value).__name__}"
+    elif kind == "datetime":
+        if not isinstance(value, str) or np.isnat(_one_date(value)):
+            return "must be an ISO 8601 date or time, e.g. 2024-05-31T12:00:00"
+    elif not isinstance(value, str):
+        return f"must be text, not {type(value).__name__}"
+    return None
+
+
 def _outputs(state: Mapping[str, Any]) -> list[str]:
     if state["transform"] == "one_hot":
         return [f"{state['name']}={value}" for value in state["vocabulary"]] + [f"{state['name']}=other"]
@@ -372,6 +417,8 @@ class FittedPipeline:
     def __init__(self, state: Mapping[str, Any]) -> None:
         self.features: list[dict[str, Any]] = [dict(item) for item in state["features"]]
         self.definition_hash: str = state["definition_hash"]
+        self.inputs: list[dict[str, Any]] = [dict(item) for item in state.get("inputs") or []]
+        self.subject_key: str = state.get("subject_key", "")
         self.statistics: dict[str, dict[str, Any]] = dict(state.get("statistics") or {})
         self.output_names: list[str] = [name for feature in self.features for name in _outputs(feature)]
         self.source_columns: list[str] = sorted({source for f in self.features for source in f["sources"]})
@@ -383,14 +430,27 @@ class FittedPipeline:
 
     @classmethod
     def fit(
-        cls, definition: list[dict[str, Any]], columns: Mapping[str, Any], schema: Mapping[str, str]
+        cls,
+        definition: list[dict[str, Any]],
+        columns: Mapping[str, Any],
+        schema: Mapping[str, str],
+        *,
+        subject_key: str = "",
     ) -> FittedPipeline:
         """Learn each feature's state from the training columns; refuse an invalid definition."""
         problems = validate_definition(definition, schema)
         if problems:
             raise DefinitionError(f"{len(problems)} problem(s) in the feature set.", problems)
         features = [_fit_feature(feature, columns) for feature in definition]
-        pipeline = cls({"features": features, "definition_hash": definition_hash(definition)})
+        sources = sorted({source for feature in definition for source in sources_of(feature)})
+        pipeline = cls(
+            {
+                "features": features,
+                "definition_hash": definition_hash(definition),
+                "inputs": [_describe_input(name, schema[name], columns[name]) for name in sources],
+                "subject_key": subject_key,
+            }
+        )
         duplicates = sorted({name for name in pipeline.output_names if pipeline.output_names.count(name) > 1})
         if duplicates:
             raise DefinitionError(
@@ -404,7 +464,50 @@ class FittedPipeline:
         return pipeline
 
     def to_state(self) -> dict[str, Any]:
-        return {"features": self.features, "definition_hash": self.definition_hash, "statistics": self.statistics}
+        return {
+            "features": self.features,
+            "definition_hash": self.definition_hash,
+            "statistics": self.statistics,
+            "inputs": self.inputs,
+            "subject_key": self.subject_key,
+        }
+
+    @property
+    def names(self) -> list[str]:
+        return self.output_names
+
+    # -- requests ------------------------------------------------------------------------------------
+
+    def signature(self) -> list[dict[str, Any]]:
+        """The source columns a request sends, typed; text inputs list the values seen in training."""
+        return [dict(item) for item in self.inputs]
+
+    def validate_rows(self, rows: Any) -> list[dict[str, Any]]:
+        """Every problem with request rows, as {"row", "field", "message"}. Unseen text values are accepted:
+        each transform has its policy for them (one_hot: "other"; ordinal: missing)."""
+        if not isinstance(rows, list) or not rows:
+            return [{"row": None, "field": "inputs", "message": "must be a non-empty list of objects"}]
+        allowed = {item["name"] for item in self.inputs} | ({self.subject_key} if self.subject_key else set())
+        problems: list[dict[str, Any]] = []
+        for index, row in enumerate(rows):
+            if not isinstance(row, dict):
+                problems.append(
+                    {
+                        "row": index,
+                        "field": None,
+                        "message": f"must be an object of input values, not {type(row).__name__}",
+                    }
+                )
+                continue
+            for name in sorted(row.keys() - allowed):
+                problems.append({"row": index, "field": name, "message": "is not an input of this model"})
+            for item in self.inputs:
+                message = _check_input(item, row)
+                if message:
+                    problems.append({"row": index, "field": item["name"], "message": message})
+            if len(problems) >= 100:
+                break
+        return problems
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> FittedPipeline:
