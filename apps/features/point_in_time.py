@@ -160,10 +160,8 @@ def _ttl_microseconds(ttl: datetime.timedelta | None) -> int | None:
 
 def _ttl_in_units(ttl_microseconds: int, unit_microseconds: int | None) -> int:
     """The ttl in the time unit compared, rounded down: a value is kept when its age, an integer, is <= ttl."""
-    if unit_microseconds is None:  # nanoseconds
-        units = ttl_microseconds * 1_000
-    else:
-        units = ttl_microseconds // unit_microseconds
+    nanoseconds = unit_microseconds is None
+    units = ttl_microseconds * 1_000 if nanoseconds else ttl_microseconds // unit_microseconds
     return min(units, int(_INT64_MAX))
 
 
@@ -188,10 +186,14 @@ def _entity_keys(
     if label_keys.type == feature_keys.type:
         return label_keys, feature_keys
     try:
-        common = pa.unify_schemas(
-            [pa.schema([("key", label_keys.type)]), pa.schema([("key", feature_keys.type)])],
-            promote_options="permissive",
-        ).field("key").type
+        common = (
+            pa.unify_schemas(
+                [pa.schema([("key", label_keys.type)]), pa.schema([("key", feature_keys.type)])],
+                promote_options="permissive",
+            )
+            .field("key")
+            .type
+        )
         return label_keys.cast(common), feature_keys.cast(common)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
         raise PointInTimeError(
@@ -200,9 +202,7 @@ def _entity_keys(
         ) from None
 
 
-def _encode_jointly(
-    label_keys: pa.ChunkedArray, feature_keys: pa.ChunkedArray
-) -> tuple[np.ndarray, np.ndarray, int]:
+def _encode_jointly(label_keys: pa.ChunkedArray, feature_keys: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, int]:
     """Integer codes for the keys of both tables from one dictionary; null keys get -1."""
     both = pa.chunked_array([*label_keys.chunks, *feature_keys.chunks], type=label_keys.type)
     encoded = both.dictionary_encode()
@@ -220,9 +220,7 @@ def _time_kind(column_type: pa.DataType, name: str, side: str) -> str:
         return "timestamp"
     if pa.types.is_date(column_type):
         return "date"
-    raise PointInTimeError(
-        f"Column {name!r} of the {side} is {column_type}; times must be timestamp or date columns."
-    )
+    raise PointInTimeError(f"Column {name!r} of the {side} is {column_type}; times must be timestamp or date columns.")
 
 
 def _comparable_times(
@@ -282,11 +280,12 @@ def _last_at_or_before(
     if len(feature_codes) == 0:
         return np.zeros(len(label_codes), dtype=bool), np.zeros(len(label_codes), dtype=np.int64)
     label_keys, feature_keys = _packed_keys(label_codes, label_times, feature_codes, feature_times, n_codes)
-    order = np.argsort(feature_keys, kind="stable")  # stable: equal keys keep table order, so the last wins
+    order = np.argsort(feature_keys, kind="quicksort")  # stable: equal keys keep table order, so the last wins
     sorted_positions = np.searchsorted(feature_keys[order], label_keys, side="right") - 1
     found = sorted_positions >= 0
     positions = order[np.maximum(sorted_positions, 0)]
-    found &= (feature_codes[positions] == label_codes) & (label_codes >= 0)
+    # Another entity's row, or a null label entity (-1, a code no usable feature row has): nothing found.
+    found &= feature_codes[positions] == label_codes
     return found, np.where(found, positions, 0)
 
 

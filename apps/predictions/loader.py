@@ -15,10 +15,12 @@ import numpy as np
 from django.conf import settings
 
 from apps.core.artefacts import artefact_read_bytes
+from apps.core.errors import Unavailable
+from apps.features.pipeline import FittedPipeline, definition_hash
 from apps.features.transforms import FeaturePipeline
 from apps.registry.models import ModelVersion
 from apps.registry.selectors import model_version_by_number, model_version_for_alias
-from apps.registry.training import CLASSIFICATION
+from apps.registry.training import CLASSIFICATION, xgb_feature_names
 
 
 def humanise(name: str) -> str:
@@ -66,7 +68,9 @@ class LoadedModel:
         import xgboost as xgb
 
         contributions = np.asarray(
-            self.booster.predict(xgb.DMatrix(matrix, feature_names=self.pipeline.names), pred_contribs=True)
+            self.booster.predict(
+                xgb.DMatrix(matrix, feature_names=xgb_feature_names(self.pipeline.names)), pred_contribs=True
+            )
         )
         explanations = []
         for index, output in enumerate(outputs):
@@ -99,6 +103,7 @@ class LoadedModel:
 def _load(version: ModelVersion) -> LoadedModel:
     import xgboost as xgb
 
+    pipeline = _pipeline(version)
     raw = artefact_read_bytes(version.artefact_path, version.artefact_sha256)
     booster = xgb.Booster()
     booster.load_model(bytearray(raw))
@@ -110,10 +115,26 @@ def _load(version: ModelVersion) -> LoadedModel:
         sha256=version.artefact_sha256,
         task_type=version.task_type,
         labels=list(version.labels),
-        pipeline=FeaturePipeline.from_state(version.feature_state),
+        pipeline=pipeline,
         booster=booster,
         favourable_label=version.registered_model.favourable_label,
     )
+
+
+def _pipeline(version: ModelVersion) -> FeaturePipeline | FittedPipeline:
+    """The version's frozen features; a feature-set version is refused unless its definition is still the
+    one the model was fitted with."""
+    state = version.feature_state
+    if "definition_hash" not in state:
+        return FeaturePipeline.from_state(state)
+    pinned = version.feature_definition_hash
+    current = definition_hash(version.feature_set_version.definition) if version.feature_set_version else None
+    if pinned != state["definition_hash"] or current != pinned:
+        raise Unavailable(
+            f"{version.registered_model.name} v{version.version} is not served: its feature set's definition no "
+            "longer matches the one it was fitted with."
+        )
+    return FittedPipeline.from_state(state)
 
 
 class ModelCache:

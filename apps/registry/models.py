@@ -5,6 +5,7 @@ from django.db import models
 
 from apps.core.models import Job
 from apps.data.models import DatasetVersion, name_validator
+from apps.features.models import FeatureSetVersion
 
 
 class TaskType(models.TextChoices):
@@ -43,6 +44,12 @@ class ModelVersion(models.Model):
     params = models.JSONField(default=dict)
     metrics = models.JSONField(default=dict)
     feature_state = models.JSONField(help_text="The fitted feature pipeline, frozen with the version.")
+    feature_set_version = models.ForeignKey(
+        FeatureSetVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="model_versions"
+    )
+    feature_definition_hash = models.CharField(
+        max_length=64, blank=True, help_text="The feature set definition this version was fitted with, pinned."
+    )
     signature = models.JSONField(help_text="Ordered, typed inputs and the outputs.")
     artefact_path = models.CharField(max_length=300)
     artefact_sha256 = models.CharField(max_length=64)
@@ -106,6 +113,14 @@ class TrainingJob(Job):
     registered_model = models.ForeignKey(RegisteredModel, on_delete=models.PROTECT, related_name="training_jobs")
     dataset_version = models.ForeignKey(DatasetVersion, on_delete=models.PROTECT, related_name="training_jobs")
     params = models.JSONField(default=dict)
+    feature_set_version = models.ForeignKey(
+        FeatureSetVersion,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="training_jobs",
+        help_text="Empty: every column but the target and subject key, numbers as they are, text encoded.",
+    )
     model_version = models.OneToOneField(
         ModelVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="training_job"
     )

@@ -13,6 +13,8 @@ from apps.core.artefacts import artefact_write_bytes
 from apps.core.errors import Conflict, FaroError, InvalidInput
 from apps.data.models import DatasetVersion
 from apps.data.selectors import dataset_version_table
+from apps.features.models import FeatureSetVersion
+from apps.features.pipeline import validate_definition
 from apps.governance.services import acting_user, actor_ref, audit_record
 from apps.registry.models import AliasChange, ModelAlias, ModelVersion, RegisteredModel, TrainingJob
 from apps.registry.training import CLASSIFICATION, TrainingDataError, train, validate_params
@@ -43,9 +45,13 @@ def training_job_create(
     registered_model: RegisteredModel,
     dataset_version: DatasetVersion,
     params: dict[str, Any] | None = None,
+    feature_set_version: FeatureSetVersion | None = None,
     actor: Any = None,
 ) -> TrainingJob:
-    """Queue a training job; the worker starts it once this transaction commits."""
+    """Queue a training job; the worker starts it once this transaction commits.
+
+    A feature set must read the job's dataset, and its definition must fit this version's columns.
+    """
     resolved, problems = validate_params(params)
     if problems:
         raise InvalidInput(
@@ -58,6 +64,18 @@ def training_job_create(
             f"Dataset {dataset_version.dataset.name!r} declares no target column to train on.",
             extra={"fields": {"dataset": ["The dataset has no target column."]}},
         )
+    if feature_set_version is not None:
+        feature_set = feature_set_version.feature_set
+        if feature_set.dataset_id != dataset_version.dataset_id:
+            raise InvalidInput(
+                f"Feature set {feature_set.name!r} reads dataset {feature_set.dataset.name!r}, not "
+                f"{dataset_version.dataset.name!r}.",
+                extra={"fields": {"feature_set": ["The feature set reads another dataset."]}},
+            )
+        schema = {column["name"]: column["type"] for column in dataset_version.schema}
+        problems = validate_definition(feature_set_version.definition, schema)
+        if problems:
+            raise InvalidInput(f"{feature_set_version} does not fit {dataset_version}.", extra={"problems": problems})
     from apps.registry.tasks import training_job_run as training_job_run_task
 
     with transaction.atomic():
@@ -65,6 +83,7 @@ def training_job_create(
             registered_model=registered_model,
             dataset_version=dataset_version,
             params=resolved,
+            feature_set_version=feature_set_version,
             created_by=acting_user(actor),
         )
         audit_record(
@@ -78,7 +97,12 @@ def training_job_create(
 
 
 def training_job_create_for_model_name(
-    *, model_name: str, dataset_version: DatasetVersion, params: dict[str, Any] | None = None, actor: Any = None
+    *,
+    model_name: str,
+    dataset_version: DatasetVersion,
+    params: dict[str, Any] | None = None,
+    feature_set_version: FeatureSetVersion | None = None,
+    actor: Any = None,
 ) -> TrainingJob:
     """Queue a training job for `model_name`, registering the model on first use.
 
@@ -89,7 +113,11 @@ def training_job_create_for_model_name(
             name=model_name, actor=actor
         )
         return training_job_create(
-            registered_model=registered, dataset_version=dataset_version, params=params, actor=actor
+            registered_model=registered,
+            dataset_version=dataset_version,
+            params=params,
+            feature_set_version=feature_set_version,
+            actor=actor,
         )
 
 
@@ -142,6 +170,8 @@ def training_job_run(*, job_id: int) -> ModelVersion | None:
             task_type=job.registered_model.task_type,
             params=job.params,
             on_progress=report,
+            feature_definition=job.feature_set_version.definition if job.feature_set_version else None,
+            schema={column["name"]: column["type"] for column in job.dataset_version.schema},
         )
         relative, digest = artefact_write_bytes("models", ".ubj", result.model_ubj)
     except TrainingDataError as exc:
@@ -173,6 +203,8 @@ def training_job_run(*, job_id: int) -> ModelVersion | None:
             params={**result.params, "best_iteration": result.best_iteration},
             metrics={**result.metrics, "rows": result.rows},
             feature_state=result.pipeline.to_state(),
+            feature_set_version=job.feature_set_version,
+            feature_definition_hash=job.feature_set_version.definition_hash if job.feature_set_version else "",
             signature={"inputs": result.pipeline.signature(), "outputs": outputs},
             artefact_path=relative,
             artefact_sha256=digest,

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from apps.features.pipeline import DefinitionError, FittedPipeline
 from apps.features.transforms import FeaturePipeline
 
 CLASSIFICATION = "classification"
@@ -76,6 +77,11 @@ class TrainingResult:
     rows: dict[str, int]
 
 
+def xgb_feature_names(names: Sequence[str]) -> list[str]:
+    """Feature names XGBoost accepts (no '[', ']' or '<'), unique by position."""
+    return [f"f{index}_" + "".join("_" if char in "[]<" else char for char in name) for index, name in enumerate(names)]
+
+
 def infer_task_type(values: Sequence[Any]) -> str:
     present = [value for value in values if value is not None]
     if present and all(isinstance(value, (int, float)) and not isinstance(value, bool) for value in present):
@@ -117,8 +123,14 @@ def train(
     task_type: str = "auto",
     params: Mapping[str, Any] | None = None,
     on_progress: Callable[[float], None] | None = None,
+    feature_definition: list[dict[str, Any]] | None = None,
+    schema: Mapping[str, str] | None = None,
 ) -> TrainingResult:
-    """Train and evaluate on a held-out split. Raises TrainingDataError for data that cannot train."""
+    """Train and evaluate on a held-out split. Raises TrainingDataError for data that cannot train.
+
+    With `feature_definition` (a feature set, checked against `schema`), the model's inputs are that
+    set's fitted features; without, every column but the target and the subject key.
+    """
     import xgboost as xgb
     from sklearn.model_selection import train_test_split
 
@@ -157,7 +169,17 @@ def train(
     fit, valid = train_test_split(
         rest, test_size=resolved["validation_size"], random_state=seed, stratify=stratify_rest
     )
-    pipeline = FeaturePipeline.fit(_subset(columns, fit), exclude=[target], subject_key=subject_key)
+    pipeline: FeaturePipeline | FittedPipeline
+    if feature_definition is not None:
+        try:
+            pipeline = FittedPipeline.fit(
+                feature_definition, _subset(columns, fit), schema or {}, subject_key=subject_key
+            )
+        except DefinitionError as exc:
+            details = "; ".join(f"{p['feature']}: {p['field']} {p['message']}" for p in exc.problems[:10])
+            raise TrainingDataError(f"The feature set does not fit the data: {details}") from None
+    else:
+        pipeline = FeaturePipeline.fit(_subset(columns, fit), exclude=[target], subject_key=subject_key)
     if not pipeline.features:
         raise TrainingDataError("The dataset has no feature columns besides the target and the subject key.")
     matrices = {
@@ -190,7 +212,7 @@ def train(
                 on_progress((epoch + 1) / rounds)
             return False
 
-    names = pipeline.names
+    names = xgb_feature_names(pipeline.names)
     dfit = xgb.DMatrix(matrices["fit"], label=y[fit], feature_names=names)
     dvalid = xgb.DMatrix(matrices["valid"], label=y[valid], feature_names=names)
     booster = xgb.train(
