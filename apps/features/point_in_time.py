@@ -75,8 +75,8 @@ def point_in_time_join(
         labels.column(label_time), features.column(feature_time), label_time, feature_time
     )
 
-    null_times = np.flatnonzero(pc.is_null(labels.column(label_time)).to_numpy(zero_copy_only=False))
-    if len(null_times):
+    if labels.column(label_time).null_count:
+        null_times = np.flatnonzero(pc.is_null(labels.column(label_time)).to_numpy(zero_copy_only=False))
         listed = ", ".join(str(row) for row in null_times[:MAX_LISTED_ROWS])
         more = f" and {len(null_times) - MAX_LISTED_ROWS} more" if len(null_times) > MAX_LISTED_ROWS else ""
         raise PointInTimeError(
@@ -280,7 +280,7 @@ def _last_at_or_before(
     if len(feature_codes) == 0:
         return np.zeros(len(label_codes), dtype=bool), np.zeros(len(label_codes), dtype=np.int64)
     label_keys, feature_keys = _packed_keys(label_codes, label_times, feature_codes, feature_times, n_codes)
-    order = np.argsort(feature_keys, kind="quicksort")  # stable: equal keys keep table order, so the last wins
+    order = np.argsort(feature_keys, kind="stable")  # stable: equal keys keep table order, so the last wins
     sorted_positions = np.searchsorted(feature_keys[order], label_keys, side="right") - 1
     found = sorted_positions >= 0
     positions = order[np.maximum(sorted_positions, 0)]

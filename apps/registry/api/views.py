@@ -6,6 +6,7 @@ from rest_framework.views import APIView
 from apps.core.api import error_responses
 from apps.core.errors import InvalidInput
 from apps.data.selectors import dataset_get, dataset_version_get
+from apps.features.selectors import feature_set_get, feature_set_version_get
 from apps.governance.models import ApiToken
 from apps.governance.permissions import HasScope, ReadWriteScopedApi
 from apps.registry import selectors, services
@@ -15,6 +16,7 @@ from apps.registry.models import ModelAlias, ModelVersion, RegisteredModel, Task
 class ModelVersionSerializer(serializers.ModelSerializer):
     dataset = serializers.CharField(source="dataset_version.dataset.name")
     dataset_version = serializers.IntegerField(source="dataset_version.number")
+    feature_set = serializers.CharField(source="feature_set_version", allow_null=True, default=None)
     aliases = serializers.SerializerMethodField()
 
     class Meta:
@@ -26,6 +28,8 @@ class ModelVersionSerializer(serializers.ModelSerializer):
             "labels",
             "dataset",
             "dataset_version",
+            "feature_set",
+            "feature_definition_hash",
             "params",
             "metrics",
             "signature",
@@ -56,6 +60,7 @@ class TrainingJobSerializer(serializers.ModelSerializer):
     dataset = serializers.CharField(source="dataset_version.dataset.name")
     dataset_version = serializers.IntegerField(source="dataset_version.number")
     model_version = serializers.IntegerField(source="model_version.version", allow_null=True, default=None)
+    feature_set = serializers.CharField(source="feature_set_version", allow_null=True, default=None)
 
     class Meta:
         model = TrainingJob
@@ -64,6 +69,7 @@ class TrainingJobSerializer(serializers.ModelSerializer):
             "model",
             "dataset",
             "dataset_version",
+            "feature_set",
             "params",
             "status",
             "progress",
@@ -80,6 +86,8 @@ class TrainingJobCreateSerializer(serializers.Serializer):
     dataset = serializers.SlugField()
     dataset_version = serializers.IntegerField(required=False, min_value=1, help_text="Default: the latest.")
     params = serializers.DictField(required=False, default=dict, help_text="XGBoost parameters; see the README.")
+    feature_set = serializers.SlugField(required=False, help_text="A feature set reading the dataset.")
+    feature_set_version = serializers.IntegerField(required=False, min_value=1, help_text="Default: the latest.")
 
 
 class AliasSerializer(serializers.Serializer):
@@ -198,8 +206,18 @@ class TrainingJobListApi(ReadWriteScopedApi):
         data = serializer.validated_data
         dataset = dataset_get(name=data["dataset"])
         dataset_version = dataset_version_get(dataset=dataset, number=data.get("dataset_version"))
+        feature_set_version = None
+        if "feature_set" in data:
+            feature_set = feature_set_get(name=data["feature_set"])
+            feature_set_version = feature_set_version_get(
+                feature_set=feature_set, number=data.get("feature_set_version")
+            )
         job = services.training_job_create_for_model_name(
-            model_name=data["model"], dataset_version=dataset_version, params=data["params"], actor=request.user
+            model_name=data["model"],
+            dataset_version=dataset_version,
+            params=data["params"],
+            feature_set_version=feature_set_version,
+            actor=request.user,
         )
         job = selectors.training_job_get(job_id=job.pk)
         return Response(
