@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from apps.features.transforms import humanise
+
 TRANSFORMS = (
     "passthrough",
     "standardise",
@@ -319,6 +321,7 @@ def _fit_feature(feature: Mapping[str, Any], columns: Mapping[str, Any]) -> dict
         "transform": transform,
         "sources": sources_of(feature),
         "params": params,
+        "description": feature.get("description", ""),
     }
     source = state["sources"][0]
     if transform == "standardise":
@@ -475,6 +478,18 @@ class FittedPipeline:
     @property
     def names(self) -> list[str]:
         return self.output_names
+
+    def describe(self, output_name: str, row: Mapping[str, Any]) -> tuple[str, Any]:
+        """An output column's label for people (its description, or its name) and the request values behind it."""
+        feature_name, _, category = output_name.partition("=")
+        feature = next((item for item in self.features if item["name"] == feature_name), None)
+        if feature is None:
+            return output_name, None
+        label = feature.get("description") or humanise(feature_name)
+        if category:
+            label = f"{label} is {category}"
+        values = [row.get(source) for source in feature["sources"]]
+        return label, values[0] if len(values) == 1 else values
 
     # -- requests ------------------------------------------------------------------------------------
 

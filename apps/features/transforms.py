@@ -53,6 +53,12 @@ class Feature:
         )
 
 
+def humanise(name: str) -> str:
+    """'duration_in_month' -> 'Duration in month'."""
+    words = " ".join(name.replace("-", "_").split("_")).strip()
+    return words[:1].upper() + words[1:]
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -185,6 +191,10 @@ class FeaturePipeline:
             allowed = ", ".join(repr(item) for item in feature.vocabulary)
             return f"unknown category {value!r}; allowed: {allowed}"
         return None
+
+    def describe(self, name: str, row: Mapping[str, Any]) -> tuple[str, Any]:
+        """A feature's label for people and the request value behind it."""
+        return humanise(name), row.get(name)
 
     def signature(self) -> list[dict[str, Any]]:
         """The ordered, typed inputs a client must send."""

@@ -4,7 +4,7 @@ from typing import Any
 
 from django import forms
 
-from apps.predictions.loader import humanise
+from apps.features.transforms import humanise
 
 
 def _fmt(number: float | None) -> str:

@@ -4,7 +4,6 @@ view of aliases so that a promotion reaches every worker within FARO_ALIAS_TTL_S
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections import OrderedDict
@@ -21,11 +20,6 @@ from apps.features.transforms import FeaturePipeline
 from apps.registry.models import ModelVersion
 from apps.registry.selectors import model_version_by_number, model_version_for_alias
 from apps.registry.training import CLASSIFICATION, xgb_feature_names
-
-
-def humanise(name: str) -> str:
-    words = re.sub(r"[_\-]+", " ", name).strip()
-    return words[:1].upper() + words[1:]
 
 
 @dataclass
@@ -88,12 +82,12 @@ class LoadedModel:
                 value = float(row_contrib[position])
                 if value == 0.0:
                     continue
-                shown = rows[index].get(name)
+                label, shown = self.pipeline.describe(name, rows[index])
                 effect = "more likely" if value > 0 else "less likely"
                 sentence = (
-                    f"{humanise(name)} = {shown!r} made {toward!r} {effect}."
+                    f"{label} = {shown!r} made {toward!r} {effect}."
                     if self.task_type == CLASSIFICATION
-                    else f"{humanise(name)} = {shown!r} {'raised' if value > 0 else 'lowered'} the prediction."
+                    else f"{label} = {shown!r} {'raised' if value > 0 else 'lowered'} the prediction."
                 )
                 reasons.append({"feature": name, "value": shown, "contribution": round(value, 6), "sentence": sentence})
             explanations.append({"baseline": round(float(row_contrib[-1]), 6), "toward": toward, "reasons": reasons})

@@ -4,8 +4,9 @@ from django.http import Http404
 from django.shortcuts import render
 
 from apps.core.errors import FaroError, NotFound
+from apps.features.transforms import humanise
 from apps.predictions.forms import decision_form_class
-from apps.predictions.loader import humanise, model_cache
+from apps.predictions.loader import model_cache
 from apps.predictions.models import PredictionRecord
 from apps.predictions.services import prediction_make
 from apps.registry.selectors import champion_versions

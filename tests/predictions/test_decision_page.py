@@ -5,7 +5,7 @@ import re
 import pytest
 from pytest_django.asserts import assertContains, assertInHTML, assertNotContains, assertTemplateUsed
 
-from apps.predictions.loader import humanise
+from apps.features.transforms import humanise
 from apps.predictions.models import PredictionRecord
 from apps.registry.services import model_version_promote
 from tests.conftest import train_version

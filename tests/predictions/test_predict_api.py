@@ -7,8 +7,8 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
+from apps.features.transforms import humanise
 from apps.governance.services import token_create, token_revoke
-from apps.predictions.loader import humanise
 from apps.predictions.models import PredictionRecord
 from apps.registry.services import model_version_promote
 from tests.conftest import FEATURES, train_version, valid_row
