@@ -25,6 +25,8 @@ from django.core.handlers.wsgi import WSGIHandler
 from django.http import HttpResponse, HttpResponseNotAllowed
 from django.urls import path
 
+from apps.features.pipeline import FittedPipeline
+
 settings.configure(
     DEBUG=False,
     SECRET_KEY="bench-bare-app-" + "x" * 40,
@@ -48,17 +50,25 @@ BOOSTER.load_model(bytearray(_raw))
 BOOSTER.set_param({"nthread": 1})  # as Faro's loader does
 LABELS = list(_spec["labels"])
 PREFIX = {"model": _spec["model"], "version": _spec["version"]}
-# (name, codes) in model input order; codes is None for a numeric feature.
-FEATURES = [
-    (
-        item["name"],
-        {value: float(index) for index, value in enumerate(item["vocabulary"])}
-        if item["kind"] == "categorical"
-        else None,
-    )
-    for item in _spec["feature_state"]["features"]
-]
 NAN = math.nan
+_state = _spec["feature_state"]
+# A champion fitted with a feature set is transformed with the same pure, Django-free pipeline module, so
+# both servers score identical matrices and the ratio measures only what Faro adds around them.
+PIPELINE = FittedPipeline.from_state(_state) if "definition_hash" in _state else None
+# Otherwise: (name, codes) in model input order; codes is None for a numeric feature.
+FEATURES = (
+    []
+    if PIPELINE is not None
+    else [
+        (
+            item["name"],
+            {value: float(index) for index, value in enumerate(item["vocabulary"])}
+            if item["kind"] == "categorical"
+            else None,
+        )
+        for item in _state["features"]
+    ]
+)
 
 
 def _bad_request(message: str) -> HttpResponse:
@@ -83,7 +93,10 @@ def predict(request):
         return HttpResponseNotAllowed(["POST"])
     try:
         rows = orjson.loads(request.body)["inputs"]
-        matrix = np.array([_encode(row) for row in rows], dtype=np.float32).reshape(len(rows), len(FEATURES))
+        if PIPELINE is not None:
+            matrix = PIPELINE.transform_rows(rows)
+        else:
+            matrix = np.array([_encode(row) for row in rows], dtype=np.float32).reshape(len(rows), len(FEATURES))
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
         return _bad_request("Expected {'inputs': [row, ...]} with numbers and known categories.")
     if not len(rows):

@@ -255,14 +255,21 @@ def request_row(feature_state: dict) -> dict:
     """The first German Credit row, typed by the stored signature: numbers as numbers, categories as text."""
     with open(DEMO_CSV, newline="") as handle:
         raw = next(csv.DictReader(handle))
-    kinds = {item["name"]: item for item in feature_state["features"]}
+    if "definition_hash" in feature_state:  # fitted with a feature set: its inputs are the source columns it reads
+        kinds = {
+            item["name"]: {
+                "kind": "categorical" if item["type"] == "category" else "numeric",
+                "integer": item["type"] == "integer",
+            }
+            for item in feature_state["inputs"]
+        }
+    else:
+        kinds = {item["name"]: item for item in feature_state["features"]}
     row: dict = {}
     for name, value in raw.items():
-        if name in DROPPED_COLUMNS:
+        if name in DROPPED_COLUMNS or name not in kinds:
             continue
-        feature = kinds.get(name)
-        if feature is None:
-            raise RuntimeError(f"Column {name!r} of the demo CSV is not an input of the champion")
+        feature = kinds[name]
         if feature["kind"] == "numeric":
             row[name] = int(value) if feature.get("integer") else float(value)
         else:

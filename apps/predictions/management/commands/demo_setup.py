@@ -12,18 +12,99 @@ from django.core.management.base import BaseCommand, CommandError
 import apps.data
 from apps.data.models import Dataset, LegalBasis
 from apps.data.services import dataset_check_create, dataset_create, dataset_version_create_from_upload
+from apps.features.models import FeatureSet
+from apps.features.services import feature_set_create
 from apps.governance.services import token_authenticate, token_create
 from apps.registry.models import ModelAlias, RegisteredModel, TrainingJob
 from apps.registry.services import model_version_promote, registered_model_create, training_job_create
 
 DEMO_CSV = Path(apps.data.__file__).parent / "demo" / "german_credit.csv"
 DATASET = "german-credit"
+FEATURE_SET = "credit-features"
+DEMO_FEATURES = [
+    {
+        "name": "duration",
+        "transform": "standardise",
+        "source": "duration_in_month",
+        "description": "Duration of the credit",
+    },
+    {"name": "amount", "transform": "log1p", "source": "credit_amount", "description": "Amount asked for"},
+    {
+        "name": "monthly_amount",
+        "transform": "ratio",
+        "sources": ["credit_amount", "duration_in_month"],
+        "description": "Amount per month of the credit",
+    },
+    {
+        "name": "instalment_rate",
+        "transform": "passthrough",
+        "source": "installment_rate_in_percentage_of_disposable_income",
+        "description": "Instalment rate",
+    },
+    {
+        "name": "age_band",
+        "transform": "bucketise",
+        "source": "age_in_years",
+        "params": {"edges": [25, 35, 50, 65]},
+        "description": "Age band",
+    },
+    {
+        "name": "checking",
+        "transform": "one_hot",
+        "source": "status_of_existing_checking_account",
+        "params": {"top_k": 4},
+        "description": "Checking account",
+    },
+    {
+        "name": "history",
+        "transform": "one_hot",
+        "source": "credit_history",
+        "params": {"top_k": 5},
+        "description": "Credit history",
+    },
+    {"name": "purpose", "transform": "one_hot", "source": "purpose", "params": {"top_k": 6}, "description": "Purpose"},
+    {"name": "savings", "transform": "ordinal", "source": "savings_account_and_bonds", "description": "Savings"},
+    {
+        "name": "employment",
+        "transform": "ordinal",
+        "source": "present_employment_since",
+        "description": "Employed since",
+    },
+    {
+        "name": "guarantors",
+        "transform": "one_hot",
+        "source": "other_debtors_or_guarantors",
+        "params": {"top_k": 3},
+        "description": "Other debtors or guarantors",
+    },
+    {
+        "name": "property",
+        "transform": "one_hot",
+        "source": "property",
+        "params": {"top_k": 4},
+        "description": "Property",
+    },
+    {
+        "name": "other_plans",
+        "transform": "one_hot",
+        "source": "other_installment_plans",
+        "params": {"top_k": 3},
+        "description": "Other instalment plans",
+    },
+    {"name": "housing", "transform": "one_hot", "source": "housing", "params": {"top_k": 3}, "description": "Housing"},
+    {
+        "name": "existing_credits",
+        "transform": "passthrough",
+        "source": "number_of_existing_credits_at_this_bank",
+        "description": "Credits at this bank",
+    },
+]
 MODEL = "credit-risk"
 USERS = {
     # username: (is_superuser, apps whose permissions the persona gets)
     "admin": (True, []),
-    "pm": (False, ["registry", "predictions", "governance"]),
-    "ds": (False, ["data", "registry"]),
+    "pm": (False, ["registry", "predictions", "governance", "features"]),
+    "ds": (False, ["data", "features", "registry"]),
 }
 
 
@@ -75,6 +156,13 @@ class Command(BaseCommand):
         if not dataset.versions.exists():
             upload = SimpleUploadedFile(DEMO_CSV.name, DEMO_CSV.read_bytes(), content_type="text/csv")
             dataset_version_create_from_upload(dataset=dataset, upload=upload)
+        if not FeatureSet.objects.filter(name=FEATURE_SET).exists():
+            feature_set_create(
+                name=FEATURE_SET,
+                dataset=dataset,
+                definition=DEMO_FEATURES,
+                description="What the credit-risk model reads: no sex, marital status, nationality or telephone.",
+            )
         return RegisteredModel.objects.filter(name=MODEL).first() or registered_model_create(
             name=MODEL,
             description="Is an applicant a good credit risk? Trained on the German Credit data.",
@@ -120,7 +208,12 @@ class Command(BaseCommand):
         )
         if job is None:
             version = Dataset.objects.get(name=DATASET).versions.order_by("-number").first()
-            job = training_job_create(registered_model=model, dataset_version=version)
+            feature_set = FeatureSet.objects.get(name=FEATURE_SET)
+            job = training_job_create(
+                registered_model=model,
+                dataset_version=version,
+                feature_set_version=feature_set.versions.order_by("-number").first(),
+            )
             self.stdout.write(f"Training job {job.pk} queued; waiting for the worker ...")
         deadline = time.monotonic() + timeout
         while not job.is_finished:
