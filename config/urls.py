@@ -7,6 +7,7 @@ from apps.monitoring import views as monitoring_views
 api_v1 = [
     path("", include("apps.data.api.urls")),
     path("", include("apps.features.api.urls")),
+    path("", include("apps.features.api.urls_online")),
     path("", include("apps.registry.api.urls")),
     path("", include("apps.predictions.api.urls")),
 ]

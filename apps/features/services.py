@@ -85,3 +85,167 @@ def feature_tags(version: FeatureSetVersion) -> dict[str, list[str]]:
         feature["name"]: sorted({tag for source in sources_of(feature) for tag in tags.get(source, [])})
         for feature in version.definition
     }
+
+
+# -- the online store -----------------------------------------------------------------------------------
+# Imports are local to these functions: this section is the online store's, appended to the module.
+
+MATERIALISATION_PROGRESS_INTERVAL_SECONDS = 0.5
+
+
+def materialisation_check(*, dataset_version: Any, timestamp_column: str = "") -> None:
+    """Refuse, naming the field, a version that cannot be materialised: the dataset must declare a subject
+    key that the version has, and a timestamp column must exist and hold dates or times."""
+    dataset = dataset_version.dataset
+    key = dataset.subject_key_column
+    if not key:
+        raise InvalidInput(
+            f"Dataset {dataset.name!r} declares no subject key, so its rows have no entity id; "
+            "set its subject_key_column first.",
+            extra={"fields": {"dataset": ["The dataset declares no subject key (subject_key_column)."]}},
+        )
+    types = {column["name"]: column["type"] for column in dataset_version.schema}
+    label = f"{dataset.name} v{dataset_version.number}"
+    if key not in types:
+        raise InvalidInput(
+            f"{label} has no column {key!r}, the dataset's subject key.",
+            extra={"fields": {"dataset_version": [f"Has no column {key!r} (the subject key)."]}},
+        )
+    if timestamp_column and timestamp_column not in types:
+        raise InvalidInput(
+            f"{label} has no column {timestamp_column!r}.",
+            extra={"fields": {"timestamp_column": [f"Column {timestamp_column!r} is not in {label}."]}},
+        )
+    if timestamp_column and types[timestamp_column] != "datetime":
+        kind = types[timestamp_column]
+        raise InvalidInput(
+            f"Column {timestamp_column!r} of {label} holds {kind} values, not dates or times.",
+            extra={"fields": {"timestamp_column": [f"Column {timestamp_column!r} is {kind}, not datetime."]}},
+        )
+
+
+def materialisation_job_create(*, dataset_version: Any, timestamp_column: str = "", actor: Any = None) -> Any:
+    """Queue writing the version's latest row per entity to the online store; a worker runs it."""
+    from apps.features.models import MaterialisationJob
+    from apps.features.online import store_for_settings
+    from apps.features.tasks import materialisation_job_run as materialisation_job_run_task
+    from apps.governance.services import actor_ref
+
+    materialisation_check(dataset_version=dataset_version, timestamp_column=timestamp_column)
+    store = store_for_settings()
+    with transaction.atomic():
+        job = MaterialisationJob.objects.create(
+            dataset_version=dataset_version,
+            timestamp_column=timestamp_column,
+            store=store.name,
+            created_by=acting_user(actor),
+            requested_by=actor_ref(actor),
+        )
+        audit_record(
+            actor=actor,
+            action="materialisation_job.created",
+            target=job,
+            data={
+                "dataset": dataset_version.dataset.name,
+                "number": dataset_version.number,
+                "timestamp_column": timestamp_column,
+                "store": store.name,
+            },
+        )
+        transaction.on_commit(lambda: materialisation_job_run_task.delay(job.pk))
+    return job
+
+
+def materialisation_job_run(*, job_id: int) -> Any:
+    """Run a queued materialisation once; a job that is not queued is left alone (duplicate delivery).
+
+    Every value written carries the job's start time as its `materialised_at`."""
+    import logging
+    import time
+
+    from django.utils import timezone
+
+    from apps.core.artefacts import artefact_verified_path
+    from apps.core.errors import FaroError
+    from apps.features.models import MaterialisationJob
+    from apps.features.online import materialise, store_named
+
+    started = timezone.now()
+    with transaction.atomic():
+        claimed = MaterialisationJob.objects.filter(pk=job_id, status=MaterialisationJob.Status.QUEUED).update(
+            status=MaterialisationJob.Status.RUNNING, started_at=started, progress=0.0
+        )
+        if not claimed:
+            return None
+        audit_record(actor="system", action="materialisation_job.started", target=MaterialisationJob(pk=job_id))
+    job = MaterialisationJob.objects.select_related("dataset_version__dataset", "created_by").get(pk=job_id)
+    version = job.dataset_version
+    last = [time.monotonic()]
+
+    def report(fraction: float) -> None:
+        now = time.monotonic()
+        if now - last[0] >= MATERIALISATION_PROGRESS_INTERVAL_SECONDS:
+            last[0] = now
+            MaterialisationJob.objects.filter(pk=job_id, status=MaterialisationJob.Status.RUNNING).update(
+                progress=round(min(fraction, 0.99), 3)
+            )
+
+    try:
+        materialisation_check(dataset_version=version, timestamp_column=job.timestamp_column)
+        result = materialise(
+            path=artefact_verified_path(version.file_path, version.sha256),
+            dataset=version.dataset,
+            dataset_version=version,
+            key_column=version.dataset.subject_key_column,
+            timestamp_column=job.timestamp_column,
+            store=store_named(job.store),
+            materialised_at=started,
+            on_progress=report,
+        )
+    except FaroError as exc:
+        _materialisation_fail(job_id, exc.message)
+        return None
+    except Exception as exc:
+        logging.getLogger(__name__).exception("Materialisation job %s failed", job_id)
+        _materialisation_fail(job_id, f"Materialisation failed unexpectedly ({type(exc).__name__}).")
+        return None
+    with transaction.atomic():
+        finished = MaterialisationJob.objects.filter(pk=job_id, status=MaterialisationJob.Status.RUNNING).update(
+            status=MaterialisationJob.Status.SUCCEEDED,
+            progress=1.0,
+            rows_read=result.rows_read,
+            rows_written=result.rows_written,
+            finished_at=timezone.now(),
+        )
+        if finished:
+            audit_record(
+                actor=job.created_by or job.requested_by or None,
+                action="online_store.materialised",
+                target=job,
+                data={
+                    "dataset": version.dataset.name,
+                    "number": version.number,
+                    "store": job.store,
+                    "rows_read": result.rows_read,
+                    "rows_written": result.rows_written,
+                },
+            )
+    return MaterialisationJob.objects.select_related("dataset_version__dataset").get(pk=job_id)
+
+
+def _materialisation_fail(job_id: int, message: str) -> None:
+    from django.utils import timezone
+
+    from apps.features.models import MaterialisationJob
+
+    with transaction.atomic():
+        changed = MaterialisationJob.objects.filter(pk=job_id, status=MaterialisationJob.Status.RUNNING).update(
+            status=MaterialisationJob.Status.FAILED, error=message, finished_at=timezone.now()
+        )
+        if changed:
+            audit_record(
+                actor="system",
+                action="materialisation_job.failed",
+                target=MaterialisationJob(pk=job_id),
+                data={"error": message[:500]},
+            )

@@ -8,9 +8,13 @@ from typing import Any
 from django.conf import settings
 
 from apps.core.errors import InvalidInput, NotFound, PayloadTooLarge
+from apps.data.models import Dataset
+from apps.features.online import store_for_settings
 from apps.predictions.loader import LoadedModel, model_cache
 from apps.predictions.metrics import PREDICTION_LATENCY, PREDICTION_REQUESTS, PREDICTIONS
 from apps.predictions.models import PredictionRecord
+
+ENTITY_FIELD = "entity_id"
 
 
 @dataclass
@@ -44,6 +48,8 @@ def prediction_make(
     if isinstance(rows, list) and len(rows) > settings.FARO_PREDICT_MAX_ROWS:
         PREDICTION_REQUESTS.labels(model=loaded.model_name, status="invalid").inc()
         raise PayloadTooLarge(f"{len(rows)} rows exceed the limit of {settings.FARO_PREDICT_MAX_ROWS} per request.")
+    if isinstance(rows, list):
+        rows = _with_online_features(loaded, rows)
     problems = loaded.pipeline.validate_rows(rows)
     if problems:
         PREDICTION_REQUESTS.labels(model=loaded.model_name, status="invalid").inc()
@@ -76,3 +82,62 @@ def prediction_make(
     PREDICTION_REQUESTS.labels(model=loaded.model_name, status="ok").inc()
     PREDICTION_LATENCY.labels(model=loaded.model_name).observe(time.perf_counter() - started)
     return PredictionResult(request_id=str(request_id), model=loaded, outputs=outputs, explanations=explanations)
+
+
+def _with_online_features(loaded: LoadedModel, rows: list[Any]) -> list[Any]:
+    """Rows that name an `entity_id`, completed from the online store of the model's training dataset.
+
+    The stored values fill every input the row does not give (a value in the row overrides the stored
+    one); the entity id becomes the row's subject key for the decision log. All entities of a request are
+    looked up in one round trip; rows without an entity id never touch the store.
+    """
+    positions = [index for index, row in enumerate(rows) if isinstance(row, dict) and ENTITY_FIELD in row]
+    if not positions:
+        return rows
+    subject_key = loaded.pipeline.subject_key
+    problems = []
+    for index in positions:
+        entity_id = rows[index][ENTITY_FIELD]
+        if isinstance(entity_id, bool) or not isinstance(entity_id, (str, int)) or not 0 < len(str(entity_id)) <= 200:
+            problems.append(
+                {
+                    "row": index,
+                    "field": ENTITY_FIELD,
+                    "message": "must be a non-empty string or integer of at most 200 characters",
+                }
+            )
+        elif subject_key and subject_key in rows[index] and str(rows[index][subject_key]) != str(entity_id):
+            problems.append({"row": index, "field": subject_key, "message": f"differs from entity_id {entity_id!r}"})
+    if problems:
+        PREDICTION_REQUESTS.labels(model=loaded.model_name, status="invalid").inc()
+        raise InvalidInput(f"{len(problems)} problem(s) with the inputs.", extra={"errors": problems})
+    dataset = Dataset.objects.filter(versions__model_versions__pk=loaded.version_id).first()
+    if dataset is None:
+        PREDICTION_REQUESTS.labels(model=loaded.model_name, status="not_found").inc()
+        raise NotFound(f"{loaded.model_name} v{loaded.version} has no training dataset to look entities up in.")
+    found = store_for_settings().get_many(dataset, [str(rows[index][ENTITY_FIELD]) for index in positions])
+    unknown = [
+        {
+            "row": index,
+            "field": ENTITY_FIELD,
+            "message": f"Unknown entity {rows[index][ENTITY_FIELD]!r} in the online store of {dataset.name}.",
+        }
+        for index in positions
+        if str(rows[index][ENTITY_FIELD]) not in found
+    ]
+    if unknown:
+        PREDICTION_REQUESTS.labels(model=loaded.model_name, status="not_found").inc()
+        raise NotFound(unknown[0]["message"], extra={"errors": unknown})
+    inputs = [item["name"] for item in loaded.pipeline.signature()]
+    filled = list(rows)
+    for index in positions:
+        row = dict(rows[index])
+        entity_id = row.pop(ENTITY_FIELD)
+        stored = found[str(entity_id)][0]
+        for name in inputs:
+            if name not in row and name in stored:
+                row[name] = stored[name]
+        if subject_key:
+            row.setdefault(subject_key, entity_id)
+        filled[index] = row
+    return filled

@@ -8,6 +8,8 @@ the database, the broker and the cache to those servers.
 import secrets
 from pathlib import Path
 
+from django.core.exceptions import ImproperlyConfigured
+
 from config.settings.env import database_config, env_bool, env_float, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -198,6 +200,12 @@ FARO_UPLOAD_MAX_BYTES = env_int("FARO_UPLOAD_MAX_BYTES", 100 * 1024 * 1024, mini
 FARO_ALIAS_TTL_SECONDS = env_float("FARO_ALIAS_TTL_SECONDS", 1.0, minimum=0.0)
 FARO_MODEL_CACHE_SIZE = env_int("FARO_MODEL_CACHE_SIZE", 16, minimum=1)
 FARO_TOKEN_CACHE_SECONDS = env_float("FARO_TOKEN_CACHE_SECONDS", 5.0, minimum=0.0)
+# Where the latest feature values per entity live for online lookups: Redis when REDIS_URL is set, else the database.
+FARO_ONLINE_STORE = env_str("FARO_ONLINE_STORE", "redis" if REDIS_URL else "database")
+if FARO_ONLINE_STORE not in ("database", "redis") or (FARO_ONLINE_STORE == "redis" and not REDIS_URL):
+    raise ImproperlyConfigured(
+        f"FARO_ONLINE_STORE={FARO_ONLINE_STORE!r} must be database or redis (redis needs REDIS_URL)"
+    )
 
 LOGGING = {
     "version": 1,
