@@ -23,6 +23,7 @@ urlpatterns = [
     path("", include("apps.predictions.urls")),
     path("", include("apps.registry.urls")),
     path("", include("apps.data.urls")),
+    path("", include("apps.features.urls")),
 ]
 
 handler400 = "apps.core.views.bad_request"

@@ -24,7 +24,8 @@ def dataset_schema(dataset: Dataset) -> dict[str, str]:
     return {column["name"]: column["type"] for column in latest.schema}
 
 
-def _validated(dataset: Dataset, definition: Any) -> list[dict[str, Any]]:
+def feature_definition_check(dataset: Dataset, definition: Any) -> list[dict[str, Any]]:
+    """The definition, if it fits the dataset's latest columns; InvalidInput naming each problem otherwise."""
     problems = validate_definition(definition, dataset_schema(dataset))
     if problems:
         raise InvalidInput(f"{len(problems)} problem(s) in the feature set.", extra={"problems": problems})
@@ -42,7 +43,7 @@ def feature_set_create(
         if FeatureSet.objects.filter(name=name).exists():
             raise Conflict(f"A feature set named {name!r} already exists.") from None
         raise InvalidInput("The feature set is not valid.", extra={"fields": exc.message_dict}) from None
-    _validated(dataset, definition)
+    feature_definition_check(dataset, definition)
     with transaction.atomic():
         feature_set.save()
         audit_record(
@@ -54,7 +55,7 @@ def feature_set_create(
 
 def feature_set_version_create(*, feature_set: FeatureSet, definition: Any, actor: Any = None) -> FeatureSetVersion:
     """A new immutable version; the same definition as the latest one is refused as a no-op."""
-    _validated(feature_set.dataset, definition)
+    feature_definition_check(feature_set.dataset, definition)
     digest = definition_hash(definition)
     with transaction.atomic():
         locked = FeatureSet.objects.select_for_update().get(pk=feature_set.pk)
