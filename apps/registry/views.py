@@ -6,6 +6,7 @@ from django.shortcuts import redirect, render
 
 from apps.core.errors import FaroError
 from apps.data.selectors import dataset_version_get
+from apps.features.selectors import feature_set_version_get
 from apps.registry import selectors, services
 from apps.registry.forms import TrainingForm
 
@@ -40,9 +41,11 @@ def training_new(request):
         data = form.cleaned_data
         try:
             dataset_version = dataset_version_get(dataset=data["dataset"], number=data["dataset_version"])
+            feature_set = data.get("feature_set")
             job = services.training_job_create_for_model_name(
                 model_name=data["model"],
                 dataset_version=dataset_version,
+                feature_set_version=feature_set_version_get(feature_set=feature_set) if feature_set else None,
                 actor=request.user,
                 params={key: data[key] for key in ("n_estimators", "max_depth", "learning_rate")},
             )
