@@ -1,5 +1,6 @@
 """Test settings: fast and isolated; PostgreSQL and Redis when DATABASE_URL and REDIS_URL are set."""
 
+import os
 import tempfile
 from pathlib import Path
 
@@ -15,7 +16,8 @@ LOGGING = {"version": 1, "disable_existing_loggers": False, "root": {"level": "W
 
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file rather than memory: concurrency tests need real SQLite locking across connections.
-    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
+    # One file per test run, so runs side by side (a developer's and a helper's) never share a database.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-{os.getpid()}.sqlite3")}
 
 if not REDIS_URL:  # noqa: F405
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
