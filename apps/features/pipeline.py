@@ -247,8 +247,12 @@ def _datetimes(values: Any) -> np.ndarray:
             values = _parse_text_dates(values.to_pylist())
             return values
         if pa.types.is_timestamp(values.type) and values.type.tz is not None:
+            if values.type.unit == "ns":
+                values = pc.floor_temporal(values, unit="microsecond")
             values = pc.cast(values, pa.timestamp("us", tz="UTC")).cast(pa.timestamp("us"))
         else:
+            if pa.types.is_timestamp(values.type) and values.type.unit == "ns":
+                values = pc.floor_temporal(values, unit="microsecond")  # as the row path drops nanoseconds
             values = pc.cast(values, pa.timestamp("us"))
         return np.asarray(values.to_numpy(zero_copy_only=False), dtype="datetime64[us]")
     return _parse_text_dates(values)
@@ -271,7 +275,10 @@ def _one_date(value: Any) -> np.datetime64:
             return np.datetime64("NaT", "us")
     if isinstance(value, dt.datetime):
         if value.tzinfo is not None:
-            value = value.astimezone(dt.UTC).replace(tzinfo=None)
+            try:
+                value = value.astimezone(dt.UTC).replace(tzinfo=None)
+            except (OverflowError, ValueError):  # in UTC it would fall outside years 1 to 9999
+                return np.datetime64("NaT", "us")
         return np.datetime64(value, "us")
     if isinstance(value, dt.date):
         return np.datetime64(value, "us")
@@ -298,6 +305,17 @@ def _date_part(moments: np.ndarray, part: str, reference: str | None) -> np.ndar
 
 
 # -- fitting --------------------------------------------------------------------------------------------
+
+
+def _finite_statistic(function: Any, values: np.ndarray) -> float:
+    """mean, std or median of finite values that may overflow near the float64 limit: computed on values
+    scaled down by their largest magnitude when the plain result is not finite."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        result = float(function(values))
+        if not math.isfinite(result):
+            scale = float(np.max(np.abs(values)))
+            result = float(function(values / scale)) * scale
+    return result if math.isfinite(result) else float(np.sign(result)) * float(np.finfo(np.float64).max)
 
 
 def _vocabulary(values: Any, limit: int | None) -> list[str]:
@@ -327,8 +345,8 @@ def _fit_feature(feature: Mapping[str, Any], columns: Mapping[str, Any]) -> dict
     if transform == "standardise":
         x = _floats(columns[source])
         present = x[~np.isnan(x)]
-        mean = float(present.mean()) if len(present) else 0.0
-        std = float(present.std()) if len(present) else 1.0
+        mean = _finite_statistic(np.mean, present) if len(present) else 0.0
+        std = _finite_statistic(np.std, present) if len(present) else 1.0
         state.update(mean=mean, std=std if std > 0 else 1.0)
     elif transform == "bucketise":
         if "edges" in params:
@@ -352,9 +370,9 @@ def _fit_feature(feature: Mapping[str, Any], columns: Mapping[str, Any]) -> dict
             if not len(present):
                 state["fill"] = 0.0
             elif params["statistic"] == "mean":
-                state["fill"] = float(present.mean())
+                state["fill"] = _finite_statistic(np.mean, present)
             elif params["statistic"] == "median":
-                state["fill"] = float(np.median(present))
+                state["fill"] = _finite_statistic(np.median, present)
             else:
                 values, counts = np.unique(present, return_counts=True)
                 state["fill"] = float(values[np.argmax(counts)])
@@ -538,8 +556,8 @@ class FittedPipeline:
             for feature in self.features:
                 block = self._apply(feature, columns, n_rows)
                 blocks.append(block.reshape(n_rows, -1))
-        matrix = np.concatenate(blocks, axis=1) if blocks else np.empty((n_rows, 0))
-        return matrix.astype(np.float32)
+            matrix = np.concatenate(blocks, axis=1) if blocks else np.empty((n_rows, 0))
+            return matrix.astype(np.float32)
 
     def transform_rows(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
         return self.transform_columns({name: [row.get(name) for row in rows] for name in self.source_columns})
@@ -606,10 +624,13 @@ def _statistics(names: list[str], matrix: np.ndarray) -> dict[str, dict[str, Any
         entry: dict[str, Any] = {"count": len(column), "missing": int(len(column) - len(finite))}
         if len(finite):
             low, high = float(finite.min()), float(finite.max())
-            counts, edges = np.histogram(finite, bins=1 if low == high else HISTOGRAM_BINS)
+            try:
+                counts, edges = np.histogram(finite, bins=1 if low == high else HISTOGRAM_BINS)
+            except ValueError:  # a range too narrow to split at this magnitude: one bin
+                counts, edges = np.array([len(finite)]), np.array([low, high])
             entry.update(
-                mean=float(finite.mean()),
-                std=float(finite.std()),
+                mean=_finite_statistic(np.mean, finite),
+                std=_finite_statistic(np.std, finite),
                 min=low,
                 max=high,
                 histogram={"edges": [float(e) for e in edges], "counts": [int(c) for c in counts]},
