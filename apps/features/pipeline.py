@@ -448,6 +448,16 @@ class FittedPipeline:
             for feature in self.features
             if "vocabulary" in feature
         }
+        widths = [len(_outputs(feature)) for feature in self.features]
+        ends = list(itertools.accumulate(widths))
+        self._slices = [(end - width, end) for end, width in zip(ends, widths, strict=True)]
+        self._one_hot = {
+            feature["name"]: np.vstack(
+                [np.eye(len(feature["vocabulary"]) + 1), np.zeros(len(feature["vocabulary"]) + 1)]
+            )
+            for feature in self.features
+            if feature["transform"] == "one_hot"
+        }
 
     @classmethod
     def fit(
@@ -551,13 +561,12 @@ class FittedPipeline:
     def transform_columns(self, columns: Mapping[str, Any]) -> np.ndarray:
         """Source columns (lists or arrow arrays) to the float32 matrix, in `output_names` order."""
         n_rows = len(columns[self.source_columns[0]]) if self.source_columns else 0
-        blocks: list[np.ndarray] = []
+        matrix = np.empty((n_rows, len(self.output_names)), dtype=np.float32)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            for feature in self.features:
-                block = self._apply(feature, columns, n_rows)
-                blocks.append(block.reshape(n_rows, -1))
-            matrix = np.concatenate(blocks, axis=1) if blocks else np.empty((n_rows, 0))
-            return matrix.astype(np.float32)
+            for feature, (start, stop) in zip(self.features, self._slices, strict=True):
+                # float64 results are rounded to float32 as they are stored, exactly as astype would
+                matrix[:, start:stop] = self._apply(feature, columns, n_rows).reshape(n_rows, stop - start)
+        return matrix
 
     def transform_rows(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
         return self.transform_columns({name: [row.get(name) for row in rows] for name in self.source_columns})
@@ -573,13 +582,9 @@ class FittedPipeline:
             codes = _codes(columns[sources[0]], self._indexes[feature["name"]])
             if transform == "ordinal":
                 return np.where(codes >= 0, codes, np.nan).astype(np.float64)
-            width = len(feature["vocabulary"])
-            block = np.zeros((n_rows, width + 1), dtype=np.float64)
-            rows = np.arange(n_rows)
-            known = codes >= 0
-            block[rows[known], codes[known]] = 1.0
-            block[rows[codes == -2], width] = 1.0
-            return block
+            # Rows of a lookup table: one per vocabulary value, then "other" (-2), then all zeros (missing, -1).
+            table = self._one_hot[feature["name"]]
+            return table[np.where(codes >= 0, codes, len(table) + codes)]
         if transform == "date_part":
             return _date_part(_datetimes(columns[sources[0]]), feature["part"], feature.get("reference"))
         if transform == "missing_indicator":
