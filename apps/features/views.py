@@ -7,6 +7,7 @@ from django.shortcuts import render
 from apps.core.charts import histogram_chart
 from apps.core.errors import FaroError
 from apps.features import selectors
+from apps.features.pipeline import FittedPipeline
 from apps.features.services import feature_tags
 
 
@@ -29,9 +30,12 @@ def feature_set_detail(request, name: str):
         {**feature, "tags": tags.get(feature["name"], []), "sources": feature.get("sources") or [feature["source"]]}
         for feature in version.definition
     ]
+    # In output order: a JSON column (PostgreSQL jsonb) does not keep the keys' order.
+    outputs = FittedPipeline.from_state(fitted.feature_state).output_names if fitted else []
     columns = [
-        {"name": output, **stats, "chart": histogram_chart(stats.get("histogram"), output)}
-        for output, stats in statistics.items()
+        {"name": output, **statistics[output], "chart": histogram_chart(statistics[output].get("histogram"), output)}
+        for output in outputs
+        if output in statistics
     ]
     return render(
         request,

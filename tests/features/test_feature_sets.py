@@ -4,7 +4,7 @@ import pytest
 
 from apps.core.errors import Unavailable
 from apps.features.models import FeatureSet, FeatureSetVersion
-from apps.features.pipeline import definition_hash
+from apps.features.pipeline import FittedPipeline, definition_hash
 from apps.governance.models import AuditEvent
 from apps.predictions.loader import model_cache
 from apps.predictions.models import PredictionRecord
@@ -106,13 +106,14 @@ def test_training_and_prediction_run_through_the_feature_set(
     assert [item["name"] for item in version.signature["inputs"]] == ["age", "city", "income"]
     vocabulary = version.feature_state["features"][2]["vocabulary"]
     assert len(vocabulary) == 2
-    assert list(version.feature_state["statistics"]) == [
+    assert FittedPipeline.from_state(version.feature_state).output_names == [
         "income_log",
         "age_band",
         *(f"city={value}" for value in vocabulary),
         "city=other",
         "income_per_year",
     ]
+    assert set(version.feature_state["statistics"]) == set(FittedPipeline.from_state(version.feature_state).names)
     assert version.feature_state["statistics"]["age_band"]["missing"] == 0
     model_version_promote(version=version)
     body = {"inputs": [valid_row(), valid_row(city="atlantis")], "explain": True}
