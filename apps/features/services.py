@@ -250,3 +250,56 @@ def _materialisation_fail(job_id: int, message: str) -> None:
                 target=MaterialisationJob(pk=job_id),
                 data={"error": message[:500]},
             )
+
+
+def training_table_build(
+    *,
+    labels: Any,
+    features: Any,
+    entity: str,
+    label_time: str,
+    feature_time: str,
+    into: Dataset,
+    ttl_seconds: float | None = None,
+    actor: Any = None,
+) -> Any:
+    """A point-in-time correct training table, stored as the next version of `into`.
+
+    Each label row of the `labels` dataset version gets the feature values of the `features` dataset version
+    known at its event time, never later ones (and none older than the TTL). The table goes through the
+    same ingestion, checks and audit as an upload.
+    """
+    import datetime
+
+    import pyarrow.parquet as pq
+
+    from apps.core.artefacts import artefact_temp_path, sha256_file
+    from apps.data.selectors import dataset_version_table
+    from apps.data.services import dataset_version_ingest
+    from apps.features.point_in_time import PointInTimeError, point_in_time_join
+
+    ttl = datetime.timedelta(seconds=ttl_seconds) if ttl_seconds is not None else None
+    try:
+        table = point_in_time_join(
+            dataset_version_table(version=labels),
+            dataset_version_table(version=features),
+            entity=entity,
+            label_time=label_time,
+            feature_time=feature_time,
+            ttl=ttl,
+        )
+    except PointInTimeError as exc:
+        raise InvalidInput(f"The training table cannot be built: {exc.message}") from None
+    temp = artefact_temp_path("datasets", ".parquet")
+    try:
+        pq.write_table(table, temp, compression="zstd")
+        return dataset_version_ingest(
+            dataset=into,
+            source=temp,
+            original_name="training-table.parquet",
+            original_sha256=sha256_file(temp),
+            options={"mode": "replace", "format": "parquet"},
+            actor=actor,
+        )
+    finally:
+        temp.unlink(missing_ok=True)
