@@ -517,7 +517,9 @@ class FittedPipeline:
         if category:
             label = f"{label} is {category}"
         values = [row.get(source) for source in feature["sources"]]
-        return label, values[0] if len(values) == 1 else values
+        if len(values) == 1:
+            return label, values[0]
+        return label, f" {'/' if feature['transform'] == 'ratio' else '-'} ".join(str(value) for value in values)
 
     # -- requests ------------------------------------------------------------------------------------
 

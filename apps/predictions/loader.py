@@ -89,7 +89,15 @@ class LoadedModel:
                     if self.task_type == CLASSIFICATION
                     else f"{label} = {shown!r} {'raised' if value > 0 else 'lowered'} the prediction."
                 )
-                reasons.append({"feature": name, "value": shown, "contribution": round(value, 6), "sentence": sentence})
+                reasons.append(
+                    {
+                        "feature": name,
+                        "label": label,
+                        "value": shown,
+                        "contribution": round(value, 6),
+                        "sentence": sentence,
+                    }
+                )
             explanations.append({"baseline": round(float(row_contrib[-1]), 6), "toward": toward, "reasons": reasons})
         return explanations
 

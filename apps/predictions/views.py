@@ -4,7 +4,6 @@ from django.http import Http404
 from django.shortcuts import render
 
 from apps.core.errors import FaroError, NotFound
-from apps.features.transforms import humanise
 from apps.predictions.forms import decision_form_class
 from apps.predictions.loader import model_cache
 from apps.predictions.models import PredictionRecord
@@ -50,7 +49,7 @@ def decision(request, name: str):
             reasons = (
                 [
                     {
-                        "feature": humanise(reason["feature"]),
+                        "feature": reason["label"],
                         "value": reason["value"],
                         "helps": (reason["contribution"] > 0) == (explanation["toward"] == str(favourable)),
                     }
