@@ -509,13 +509,11 @@ class FittedPipeline:
 
     def describe(self, output_name: str, row: Mapping[str, Any]) -> tuple[str, Any]:
         """An output column's label for people (its description, or its name) and the request values behind it."""
-        feature_name, _, category = output_name.partition("=")
+        feature_name = output_name.partition("=")[0]  # a one-hot column speaks for its feature
         feature = next((item for item in self.features if item["name"] == feature_name), None)
         if feature is None:
             return output_name, None
         label = feature.get("description") or humanise(feature_name)
-        if category:
-            label = f"{label} is {category}"
         values = [row.get(source) for source in feature["sources"]]
         if len(values) == 1:
             return label, values[0]
