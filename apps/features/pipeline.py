@@ -381,6 +381,46 @@ def _fit_feature(feature: Mapping[str, Any], columns: Mapping[str, Any]) -> dict
     return state
 
 
+def rows_that_cannot_be_transformed(
+    features: Sequence[Mapping[str, Any]], columns: Mapping[str, Any], limit: int = 20
+) -> tuple[list[dict[str, Any]], int]:
+    """Values a transform turns into a missing value although one was given: a ratio's zero denominator,
+    a date that does not parse. Returns the first `limit` as {"row" (from 1), "feature", "field", "message"}
+    and the total count, so a job can report them row by row."""
+    problems: list[dict[str, Any]] = []
+    total = 0
+    for feature in features:
+        sources = feature.get("sources") or sources_of(feature)
+        if any(source not in columns for source in sources):
+            continue
+        if feature["transform"] == "ratio":
+            with np.errstate(invalid="ignore"):
+                numerator, denominator = _floats(columns[sources[0]]), _floats(columns[sources[1]])
+            bad = np.flatnonzero((denominator == 0) & ~np.isnan(numerator))
+            field, message = sources[1], f"{sources[1]!r} is 0, so {feature['name']!r} is missing"
+        elif feature["transform"] == "date_part":
+            values = columns[sources[0]]
+            given = ~np.asarray(_missing_mask(values), dtype=bool)
+            bad = np.flatnonzero(given & np.isnat(_datetimes(values)))
+            field, message = sources[0], f"{sources[0]!r} is not a date or time, so {feature['name']!r} is missing"
+        else:
+            continue
+        total += len(bad)
+        problems.extend(
+            {"row": int(row) + 1, "feature": feature["name"], "field": field, "message": message}
+            for row in bad[: max(limit - len(problems), 0)]
+        )
+    return problems, total
+
+
+def _missing_mask(values: Any) -> Any:
+    if _is_arrow(values):
+        import pyarrow.compute as pc
+
+        return pc.is_null(values).to_numpy(zero_copy_only=False)
+    return [value is None for value in values]
+
+
 def _describe_input(name: str, kind: str, values: Any) -> dict[str, Any]:
     """How a request must send one source column, learnt from the training values."""
     plain = values.to_pylist() if _is_arrow(values) else list(values)

@@ -124,6 +124,10 @@ class TrainingJob(Job):
     model_version = models.OneToOneField(
         ModelVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="training_job"
     )
+    warnings = models.JSONField(
+        default=list, blank=True, help_text="Rows whose values a feature could not use (first 20), e.g. a zero ratio."
+    )
+    warning_count = models.PositiveIntegerField(default=0)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
 
     class Meta:

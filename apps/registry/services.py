@@ -211,7 +211,12 @@ def training_job_run(*, job_id: int) -> ModelVersion | None:
             size_bytes=len(result.model_ubj),
         )
         finished = TrainingJob.objects.filter(pk=job_id, status=TrainingJob.Status.RUNNING).update(
-            status=TrainingJob.Status.SUCCEEDED, progress=1.0, finished_at=timezone.now(), model_version=version
+            status=TrainingJob.Status.SUCCEEDED,
+            progress=1.0,
+            finished_at=timezone.now(),
+            model_version=version,
+            warnings=result.warnings,
+            warning_count=result.warning_count,
         )
         if not finished:
             raise Conflict(f"Training job {job_id} was finished elsewhere; version not registered.")

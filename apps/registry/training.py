@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from apps.features.pipeline import DefinitionError, FittedPipeline
+from apps.features.pipeline import DefinitionError, FittedPipeline, rows_that_cannot_be_transformed
 from apps.features.transforms import FeaturePipeline
 
 CLASSIFICATION = "classification"
@@ -75,6 +75,8 @@ class TrainingResult:
     params: dict[str, Any]
     best_iteration: int
     rows: dict[str, int]
+    warnings: list[dict[str, Any]] = field(default_factory=list)
+    warning_count: int = 0
 
 
 def xgb_feature_names(names: Sequence[str]) -> list[str]:
@@ -228,6 +230,10 @@ def train(
     booster = booster[: best + 1]
     predicted = booster.inplace_predict(matrices["test"])
     metrics = _metrics(task_type, labels, y[test], np.asarray(predicted))
+    # Row numbers count from 1 over the rows that have a target, in the dataset's order.
+    warnings, warning_count = (
+        rows_that_cannot_be_transformed(feature_definition, columns) if feature_definition is not None else ([], 0)
+    )
     return TrainingResult(
         model_ubj=bytes(booster.save_raw("ubj")),
         pipeline=pipeline,
@@ -237,4 +243,6 @@ def train(
         params=resolved,
         best_iteration=best,
         rows={"train": len(fit), "validation": len(valid), "test": len(test), "dropped_without_target": dropped},
+        warnings=warnings,
+        warning_count=warning_count,
     )

@@ -172,3 +172,34 @@ def test_serving_refuses_a_model_whose_feature_definition_changed(
         "extra": {},
     }
     assert not PredictionRecord.objects.exists()
+
+
+def test_values_a_feature_cannot_use_are_reported_per_row_in_the_job(db, csv_upload, registered_model):
+    from apps.data.services import dataset_create, dataset_version_create_from_upload
+    from apps.features.services import feature_set_create
+
+    rows = "".join(f"C{i},{i * 10 % 70},{'yes' if i % 3 else 'no'},{'2024-01-0' + str(i % 9 + 1)}\n" for i in range(60))
+    content = ("customer_id,age,repaid,day\n" + rows).encode()
+    dataset = dataset_create(name="days", target_column="repaid", subject_key_column="customer_id")
+    version = dataset_version_create_from_upload(dataset=dataset, upload=csv_upload(content))
+    feature_set = feature_set_create(
+        name="day-features",
+        dataset=dataset,
+        definition=[
+            {"name": "per_age", "transform": "ratio", "sources": ["age", "age"]},
+            {"name": "month", "transform": "date_part", "source": "day", "params": {"part": "month"}},
+        ],
+    )
+    job = training_job_create(
+        registered_model=registered_model,
+        dataset_version=version,
+        params=SMALL_PARAMS,
+        feature_set_version=feature_set.versions.get(),
+    )
+    training_job_run(job_id=job.pk)
+    job.refresh_from_db()
+    assert (job.status, job.warning_count) == ("succeeded", 9)  # ages 0: rows 1, 8, 15, ... 57
+    assert job.warnings[:2] == [
+        {"row": 1, "feature": "per_age", "field": "age", "message": "'age' is 0, so 'per_age' is missing"},
+        {"row": 8, "feature": "per_age", "field": "age", "message": "'age' is 0, so 'per_age' is missing"},
+    ]

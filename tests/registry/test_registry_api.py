@@ -10,6 +10,8 @@ from tests.conftest import SMALL_PARAMS, train_version
 
 DEFAULT_PARAMS = {name: spec[3] for name, spec in PARAMS.items()}
 JOB_FIELDS = {
+    "warnings",
+    "warning_count",
     "id",
     "model",
     "dataset",
@@ -64,6 +66,8 @@ def test_a_training_job_is_accepted_then_runs(api, tokens, dataset_version, djan
         "finished_at": None,
         "error": "",
         "model_version": None,
+        "warnings": [],
+        "warning_count": 0,
     }
 
     detail = api.call("get", f"/api/v1/training-jobs/{queued['id']}", tokens["read"])

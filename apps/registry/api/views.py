@@ -78,6 +78,8 @@ class TrainingJobSerializer(serializers.ModelSerializer):
             "finished_at",
             "error",
             "model_version",
+            "warnings",
+            "warning_count",
         ]
 
 
