@@ -72,3 +72,33 @@ def test_the_console_adds_a_version_when_the_definition_changes(client, users, d
     assert "Saved as version 2." in edited.content.decode()
     assert list(FeatureSetVersion.objects.order_by("number").values_list("number", flat=True)) == [1, 2]
     assert FeatureSetVersion.objects.get(number=2).definition == changed
+
+
+def test_data_scientists_define_and_version_feature_sets_on_the_pages(client, users, dataset, dataset_version):
+    client.force_login(users["ds"])
+    refused = client.post(
+        reverse("features:feature-set-list"),
+        {
+            "name": "loan-features",
+            "dataset": "loans",
+            "definition": json.dumps([{"name": "x", "transform": "log1p", "source": "city"}]),
+        },
+    )
+    assert refused.status_code == 400
+    assert "x: source log1p needs a numeric column; &#x27;city&#x27; is string" in refused.content.decode()
+    bad_json = client.post(reverse("features:feature-set-list"), {"name": "f", "dataset": "loans", "definition": "[{"})
+    assert "Not valid JSON" in bad_json.content.decode()
+    created = client.post(
+        reverse("features:feature-set-list"),
+        {"name": "loan-features", "dataset": "loans", "definition": json.dumps(DEFINITION)},
+    )
+    assert created["Location"] == reverse("features:feature-set-detail", args=["loan-features"])
+    page = client.get(created["Location"]).content.decode()
+    assert "Save as a new version" in page
+    changed = [*DEFINITION, {"name": "age", "transform": "passthrough", "source": "age"}]
+    saved = client.post(created["Location"], {"definition": json.dumps(changed)}, follow=True)
+    assert "Saved as version 2." in saved.content.decode()
+    assert FeatureSetVersion.objects.get(number=2).definition == changed
+    repeat = client.post(created["Location"], {"definition": json.dumps(changed)})
+    assert repeat.status_code == 400
+    assert "Version 2 of loan-features already has this definition." in repeat.content.decode()
