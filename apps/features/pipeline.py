@@ -202,7 +202,7 @@ def validate_definition(definition: Any, schema: Mapping[str, str]) -> list[dict
 
 
 def _is_arrow(values: Any) -> bool:
-    return type(values).__module__.startswith("pyarrow")
+    return not isinstance(values, (list, tuple)) and type(values).__module__.startswith("pyarrow")
 
 
 def _floats(values: Any) -> np.ndarray:
@@ -213,10 +213,9 @@ def _floats(values: Any) -> np.ndarray:
 
         cast = pc.cast(values, pa.float64(), safe=False)
         return np.asarray(pc.fill_null(cast, math.nan).to_numpy(zero_copy_only=False), dtype=np.float64)
-    out = np.empty(len(values), dtype=np.float64)
-    for index, value in enumerate(values):
-        out[index] = math.nan if value is None else float(value)
-    return out
+    return np.fromiter(
+        (math.nan if value is None else float(value) for value in values), dtype=np.float64, count=len(values)
+    )
 
 
 def _codes(values: Any, index: Mapping[str, int]) -> np.ndarray:
@@ -605,7 +604,11 @@ class FittedPipeline:
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             for feature, (start, stop) in zip(self.features, self._slices, strict=True):
                 # float64 results are rounded to float32 as they are stored, exactly as astype would
-                matrix[:, start:stop] = self._apply(feature, columns, n_rows).reshape(n_rows, stop - start)
+                block = self._apply(feature, columns, n_rows)
+                if stop - start == 1:
+                    matrix[:, start] = block
+                else:
+                    matrix[:, start:stop] = block
         return matrix
 
     def transform_rows(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
@@ -619,11 +622,28 @@ class FittedPipeline:
         sources = feature["sources"]
         params = feature["params"]
         if transform in _TEXT_TRANSFORMS:
-            codes = _codes(columns[sources[0]], self._indexes[feature["name"]])
+            values = columns[sources[0]]
+            index = self._indexes[feature["name"]]
             if transform == "ordinal":
+                if isinstance(values, (list, tuple)):  # straight to the float code: nan for missing or unseen
+                    return np.fromiter(
+                        (index.get(str(v), math.nan) if v is not None else math.nan for v in values),
+                        dtype=np.float64,
+                        count=len(values),
+                    )
+                codes = _codes(values, index)
                 return np.where(codes >= 0, codes, np.nan).astype(np.float64)
-            # Rows of a lookup table: one per vocabulary value, then "other" (-2), then all zeros (missing, -1).
+            # Rows of a lookup table: one per vocabulary value, then "other", then all zeros (missing).
             table = self._one_hot[feature["name"]]
+            other, missing = len(table) - 2, len(table) - 1
+            if isinstance(values, (list, tuple)):
+                rows = np.fromiter(
+                    (index.get(str(v), other) if v is not None else missing for v in values),
+                    dtype=np.intp,
+                    count=len(values),
+                )
+                return table[rows]
+            codes = _codes(values, index)
             return table[np.where(codes >= 0, codes, len(table) + codes)]
         if transform == "date_part":
             return _date_part(_datetimes(columns[sources[0]]), feature["part"], feature.get("reference"))
