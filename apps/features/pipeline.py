@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from apps.features.transforms import humanise
+from apps.features.transforms import humanise, validate_request_rows
 
 TRANSFORMS = (
     "passthrough",
@@ -567,29 +567,14 @@ class FittedPipeline:
     def validate_rows(self, rows: Any) -> list[dict[str, Any]]:
         """Every problem with request rows, as {"row", "field", "message"}. Unseen text values are accepted:
         each transform has its policy for them (one_hot: "other"; ordinal: missing)."""
-        if not isinstance(rows, list) or not rows:
-            return [{"row": None, "field": "inputs", "message": "must be a non-empty list of objects"}]
         allowed = {item["name"] for item in self.inputs} | ({self.subject_key} if self.subject_key else set())
-        problems: list[dict[str, Any]] = []
-        for index, row in enumerate(rows):
-            if not isinstance(row, dict):
-                problems.append(
-                    {
-                        "row": index,
-                        "field": None,
-                        "message": f"must be an object of input values, not {type(row).__name__}",
-                    }
-                )
-                continue
-            for name in sorted(row.keys() - allowed):
-                problems.append({"row": index, "field": name, "message": "is not an input of this model"})
-            for item in self.inputs:
-                message = _check_input(item, row)
-                if message:
-                    problems.append({"row": index, "field": item["name"], "message": message})
-            if len(problems) >= 100:
-                break
-        return problems
+        return validate_request_rows(
+            rows,
+            allowed=allowed,
+            subject_key=self.subject_key,
+            noun="input values",
+            check=lambda row: [(item["name"], message) for item in self.inputs if (message := _check_input(item, row))],
+        )
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> FittedPipeline:

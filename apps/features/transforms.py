@@ -11,7 +11,7 @@ a decision on a value the model never saw cannot be explained; in tables they be
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,6 +51,43 @@ class Feature:
             integer=state.get("integer", False),
             nullable=state.get("nullable", False),
         )
+
+
+def validate_request_rows(
+    rows: Any,
+    *,
+    allowed: set[str],
+    subject_key: str,
+    noun: str,
+    check: Callable[[Mapping[str, Any]], list[tuple[str, str]]],
+) -> list[dict[str, Any]]:
+    """The request rules every pipeline shares: a non-empty list of objects, no unknown fields, a subject key
+    of at most 200 characters; `check` gives (field, message) for each input's own problems."""
+    if not isinstance(rows, list) or not rows:
+        return [{"row": None, "field": "inputs", "message": "must be a non-empty list of objects"}]
+    problems: list[dict[str, Any]] = []
+    for index, row in enumerate(rows):
+        if not isinstance(row, dict):
+            problems.append(
+                {"row": index, "field": None, "message": f"must be an object of {noun}, not {type(row).__name__}"}
+            )
+            continue
+        for name in sorted(row.keys() - allowed):
+            problems.append({"row": index, "field": name, "message": "is not an input of this model"})
+        if subject_key in row:
+            subject = row[subject_key]
+            if isinstance(subject, bool) or not isinstance(subject, (str, int)) or len(str(subject)) > 200:
+                problems.append(
+                    {
+                        "row": index,
+                        "field": subject_key,
+                        "message": "must be a string or integer of at most 200 characters",
+                    }
+                )
+        problems.extend({"row": index, "field": field, "message": message} for field, message in check(row))
+        if len(problems) >= MAX_PROBLEMS:
+            break
+    return problems
 
 
 def humanise(name: str) -> str:
@@ -140,38 +177,13 @@ class FeaturePipeline:
 
     def validate_rows(self, rows: Any) -> list[dict[str, Any]]:
         """Every problem with request rows, as {"row", "field", "message"}; empty when all are valid."""
-        if not isinstance(rows, list) or not rows:
-            return [{"row": None, "field": "inputs", "message": "must be a non-empty list of objects"}]
-        problems: list[dict[str, Any]] = []
-        for index, row in enumerate(rows):
-            if not isinstance(row, dict):
-                problems.append(
-                    {
-                        "row": index,
-                        "field": None,
-                        "message": f"must be an object of feature values, not {type(row).__name__}",
-                    }
-                )
-                continue
-            for name in row.keys() - self._allowed:
-                problems.append({"row": index, "field": name, "message": "is not an input of this model"})
-            if self.subject_key in row:
-                subject = row[self.subject_key]
-                if isinstance(subject, bool) or not isinstance(subject, (str, int)) or len(str(subject)) > 200:
-                    problems.append(
-                        {
-                            "row": index,
-                            "field": self.subject_key,
-                            "message": "must be a string or integer of at most 200 characters",
-                        }
-                    )
-            for feature in self.features:
-                message = self._check_value(feature, row)
-                if message:
-                    problems.append({"row": index, "field": feature.name, "message": message})
-            if len(problems) >= MAX_PROBLEMS:
-                break
-        return problems
+        return validate_request_rows(
+            rows,
+            allowed=self._allowed,
+            subject_key=self.subject_key,
+            noun="feature values",
+            check=lambda row: [(f.name, message) for f in self.features if (message := self._check_value(f, row))],
+        )
 
     def _check_value(self, feature: Feature, row: Mapping[str, Any]) -> str | None:
         if feature.name not in row:
