@@ -3,6 +3,7 @@
 from django import forms
 from django.contrib import admin, messages
 
+from apps.core.admin import ReadOnlyAdmin
 from apps.core.errors import FaroError
 from apps.data.models import Dataset, DatasetCheck, DatasetVersion, IngestJob
 from apps.data.services import (
@@ -89,17 +90,6 @@ class DatasetAdmin(admin.ModelAdmin):
                 self.message_user(
                     request, f"Check not saved: {exc.message} {exc.extra.get('fields', '')}", messages.ERROR
                 )
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
     def has_delete_permission(self, request, obj=None):
         return False

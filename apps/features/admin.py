@@ -3,6 +3,7 @@
 from django import forms
 from django.contrib import admin, messages
 
+from apps.core.admin import ReadOnlyAdmin
 from apps.core.errors import FaroError
 from apps.features.models import FeatureSet, FeatureSetVersion, MaterialisationJob, OnlineFeatureRow
 from apps.features.services import feature_definition_check, feature_set_create, feature_set_version_create
@@ -79,48 +80,21 @@ class FeatureSetAdmin(admin.ModelAdmin):
 
 
 @admin.register(FeatureSetVersion)
-class FeatureSetVersionAdmin(admin.ModelAdmin):
+class FeatureSetVersionAdmin(ReadOnlyAdmin):
     list_display = ["__str__", "definition_hash", "created_at"]
     readonly_fields = ["feature_set", "number", "definition", "definition_hash", "created_by", "created_at"]
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(MaterialisationJob)
-class MaterialisationJobAdmin(admin.ModelAdmin):
+class MaterialisationJobAdmin(ReadOnlyAdmin):
     list_display = ["pk", "dataset_version", "store", "status", "progress", "rows_written", "created_at", "error"]
     list_filter = ["status", "store"]
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(OnlineFeatureRow)
-class OnlineFeatureRowAdmin(admin.ModelAdmin):
+class OnlineFeatureRowAdmin(ReadOnlyAdmin):
     """What the database store holds; entity ids are searchable for data-subject requests."""
 
     list_display = ["dataset", "entity_id", "event_time", "materialised_at", "dataset_version"]
     list_filter = ["dataset"]
     search_fields = ["=entity_id"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

@@ -1,26 +1,18 @@
 from django.contrib import admin
 
+from apps.core.admin import ReadOnlyAdmin
 from apps.governance.models import ApiToken, AuditEvent
 from apps.governance.services import token_revoke
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
+class AuditEventAdmin(ReadOnlyAdmin):
     """Read-only: the chain is appended to by services only."""
 
     list_display = ["seq", "at", "actor", "action", "object_type", "object_id"]
     list_filter = ["action", "object_type"]
     search_fields = ["action", "object_id", "actor"]
     readonly_fields = [field.name for field in AuditEvent._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(ApiToken)

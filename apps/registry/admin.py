@@ -2,20 +2,10 @@
 
 from django.contrib import admin, messages
 
+from apps.core.admin import ReadOnlyAdmin
 from apps.core.errors import FaroError
 from apps.registry.models import AliasChange, ModelAlias, ModelVersion, RegisteredModel, TrainingJob
 from apps.registry.services import model_alias_rollback, model_version_promote
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(RegisteredModel)
@@ -91,9 +81,6 @@ class ModelVersionAdmin(ReadOnlyAdmin):
     @admin.action(description="Promote to challenger")
     def promote_challenger(self, request, queryset):
         self._promote(request, queryset, ModelAlias.Name.CHALLENGER)
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
     def has_view_permission(self, request, obj=None):
         return request.user.is_staff
