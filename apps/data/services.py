@@ -105,14 +105,7 @@ def dataset_check_create(
     check = DatasetCheck(
         dataset=dataset, kind=kind, column=column, params=params or {}, severity=severity, enabled=enabled
     )
-    try:
-        check.full_clean()
-    except ValidationError as exc:
-        raise InvalidInput("The check is not valid.", extra={"fields": exc.message_dict}) from None
-    with transaction.atomic():
-        check.save()
-        audit_record(actor=actor, action="dataset_check.created", target=check, data=check.spec())
-    return check
+    return _check_save(check, action="dataset_check.created", data=check.spec(), actor=actor)
 
 
 def dataset_check_update(*, check: DatasetCheck, actor: Any = None, **fields: Any) -> DatasetCheck:
@@ -120,15 +113,20 @@ def dataset_check_update(*, check: DatasetCheck, actor: Any = None, **fields: An
         if key not in ("kind", "column", "params", "severity", "enabled"):
             raise InvalidInput(f"Unknown check field {key!r}.")
         setattr(check, key, value)
+    return _check_save(
+        check, action="dataset_check.updated", data={**check.spec(), "enabled": check.enabled}, actor=actor
+    )
+
+
+def _check_save(check: DatasetCheck, *, action: str, data: dict[str, Any], actor: Any) -> DatasetCheck:
+    """Validate the check's spec, save it and audit it in one transaction."""
     try:
         check.full_clean()
     except ValidationError as exc:
         raise InvalidInput("The check is not valid.", extra={"fields": exc.message_dict}) from None
     with transaction.atomic():
         check.save()
-        audit_record(
-            actor=actor, action="dataset_check.updated", target=check, data={**check.spec(), "enabled": check.enabled}
-        )
+        audit_record(actor=actor, action=action, target=check, data=data)
     return check
 
 
