@@ -1,4 +1,4 @@
-"""Geometry for small server-drawn SVG charts (histograms, bar charts) and number formatting for pages."""
+"""Geometry for small server-drawn SVG charts (histograms, bar and line charts) and number formatting for pages."""
 
 import math
 from typing import Any
@@ -119,4 +119,122 @@ def bar_chart(
         "bars": bars,
         "summary": f"Most frequent values of {column}: "
         + ", ".join(f"{bar['value']} ({bar['count']})" for bar in bars),
+    }
+
+
+LINE_CHART_SIZE = (360, 270)  # width, height of the whole SVG, in SVG user units
+LINE_CHART_MARGINS = (48, 10, 12, 60)  # left, top, right, bottom: room for ticks, axis titles and the legend
+LEGEND_CHAR_WIDTH = 6.2  # rough width of one 11px character, to lay legend entries side by side
+
+
+def line_chart(
+    series: list[dict[str, Any]],
+    *,
+    caption: str,
+    summary: str,
+    x_label: str,
+    y_label: str,
+    x_range: tuple[float, float] = (0.0, 1.0),
+    y_range: tuple[float, float] = (0.0, 1.0),
+    ticks: int = 5,
+) -> dict[str, Any] | None:
+    """Geometry of an SVG line chart: polylines in a fixed viewBox, ticks, axis titles and a legend.
+
+    Each series is `{"name", "x", "y"}` with optional `"tone"` ("main", drawn solid, or "reference",
+    drawn dashed so the two stay apart in black and white) and `"labels"`, one text per point, which
+    puts a marker with that tooltip on each point. Points outside the ranges are drawn on the edge.
+    """
+    drawn = [line for line in series if line.get("x")]
+    if not drawn:
+        return None
+    width, height = LINE_CHART_SIZE
+    left, top, right, bottom = LINE_CHART_MARGINS
+    plot_width, plot_height = width - left - right, height - top - bottom
+    (x_low, x_high), (y_low, y_high) = x_range, y_range
+
+    def place_x(value: float) -> float:
+        share = min(max((value - x_low) / ((x_high - x_low) or 1), 0.0), 1.0)
+        return round(left + share * plot_width, 2)
+
+    def place_y(value: float) -> float:
+        share = min(max((value - y_low) / ((y_high - y_low) or 1), 0.0), 1.0)
+        return round(top + plot_height - share * plot_height, 2)
+
+    steps = [index / (ticks - 1) for index in range(ticks)] if ticks > 1 else [0.0]
+    x_values = [x_low + step * (x_high - x_low) for step in steps]
+    y_values = [y_low + step * (y_high - y_low) for step in steps]
+    legend_y = height - 8
+    legend_x = float(left)
+    lines = []
+    for line in drawn:
+        pairs = list(zip(line["x"], line["y"], strict=True))
+        labels = line.get("labels") or []
+        lines.append(
+            {
+                "name": line["name"],
+                "tone": line.get("tone", "main"),
+                "points": " ".join(f"{place_x(x)},{place_y(y)}" for x, y in pairs),
+                "markers": [
+                    {"cx": place_x(x), "cy": place_y(y), "label": label}
+                    for (x, y), label in zip(pairs, labels, strict=False)
+                ],
+                "legend": {"x1": legend_x, "x2": legend_x + 18, "y": legend_y - 4, "text_x": legend_x + 22},
+            }
+        )
+        legend_x = round(legend_x + 22 + LEGEND_CHAR_WIDTH * len(line["name"]) + 14, 2)
+    return {
+        "kind": "line",
+        "caption": caption,
+        "summary": summary,
+        "width": width,
+        "height": height,
+        "plot": {"left": left, "top": top, "right": left + plot_width, "bottom": top + plot_height},
+        "x_ticks": [{"x": place_x(value), "label": fmt_number(value)} for value in x_values],
+        "y_ticks": [
+            {"y": place_y(value), "text_y": place_y(value) + 4, "label": fmt_number(value)} for value in y_values
+        ],
+        "tick_label_x": left - 5,
+        "tick_label_y": top + plot_height + 14,
+        "x_title": {"text": x_label, "x": left + plot_width / 2, "y": top + plot_height + 30},
+        "y_title": {"text": y_label, "x": 12, "y": top + plot_height / 2},
+        "legend_y": legend_y,
+        "lines": lines,
+    }
+
+
+def measure_bar_chart(items: list[tuple[str, float]], *, caption: str, summary: str) -> dict[str, Any] | None:
+    """Geometry of a horizontal SVG bar chart of named non-negative measures, in `bar_chart`'s shape.
+
+    The result draws with the same partial as `bar_chart`; bars are scaled to the largest measure and
+    each shows its value instead of a row count.
+    """
+    if not items:
+        return None
+    peak = max(value for _, value in items) or 1
+    bars = []
+    for index, (name, value) in enumerate(items):
+        length = round(TOP_BAR_WIDTH * max(value, 0) / peak, 2)
+        y = index * (TOP_BAR_HEIGHT + 4)
+        bars.append(
+            {
+                "x": TOP_LABEL_WIDTH,
+                "y": y,
+                "width": length,
+                "height": TOP_BAR_HEIGHT,
+                "text_y": y + TOP_BAR_HEIGHT / 2 + 4,
+                "count_x": TOP_LABEL_WIDTH + length + 4,
+                "value": name,
+                "short": name if len(name) <= 18 else name[:17] + "…",
+                "count": fmt_number(value),
+                "label": f"{name}: {fmt_number(value)}",
+            }
+        )
+    return {
+        "kind": "bars",
+        "caption": caption,
+        "width": TOP_LABEL_WIDTH + TOP_BAR_WIDTH + 60,
+        "height": len(items) * (TOP_BAR_HEIGHT + 4),
+        "label_x": TOP_LABEL_WIDTH - 6,
+        "bars": bars,
+        "summary": f"{summary}: " + ", ".join(f"{bar['value']} ({bar['count']})" for bar in bars),
     }
