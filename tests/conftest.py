@@ -13,6 +13,7 @@ from apps.governance.services import token_create
 from apps.predictions.loader import model_cache
 from apps.registry.models import ModelVersion, TrainingJob
 from apps.registry.services import (
+    model_version_approve,
     model_version_promote,
     registered_model_create,
     training_job_create,
@@ -92,11 +93,19 @@ def registered_model(db):
     return registered_model_create(name="loan-risk", task_type="classification", favourable_label="yes")
 
 
+def release(version: ModelVersion, alias: str = "champion") -> ModelVersion:
+    """Approve `version` as a checker who did not train it (if it is pending), then promote it to `alias`."""
+    if version.status == ModelVersion.Status.PENDING:
+        checker, _ = get_user_model().objects.get_or_create(username="release-checker", defaults={"is_staff": True})
+        version = model_version_approve(version=version, actor=checker)
+    model_version_promote(version=version, alias=alias)
+    version.refresh_from_db()
+    return version
+
+
 @pytest.fixture
 def champion(registered_model, dataset_version) -> ModelVersion:
-    version = train_version(registered_model, dataset_version)
-    model_version_promote(version=version)
-    return version
+    return release(train_version(registered_model, dataset_version))
 
 
 @pytest.fixture

@@ -32,11 +32,11 @@ def dataset_version_get(*, dataset: Dataset, number: int | None = None) -> Datas
     return version
 
 
-def dataset_version_table(*, version: DatasetVersion) -> Any:
-    """The version's rows as an Arrow table, after verifying the file's SHA-256."""
+def dataset_version_table(*, version: DatasetVersion, columns: list[str] | None = None) -> Any:
+    """The version's rows (or just `columns`) as an Arrow table, after verifying the file's SHA-256."""
     import pyarrow.parquet as pq
 
-    return pq.read_table(artefact_verified_path(version.file_path, version.sha256))
+    return pq.read_table(artefact_verified_path(version.file_path, version.sha256), columns=columns)
 
 
 def ingest_job_get(*, job_id: int) -> IngestJob:

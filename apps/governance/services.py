@@ -37,6 +37,14 @@ def actor_ref(actor: Any) -> str:
     return "anonymous"
 
 
+def actor_principal(actor: Any) -> str:
+    """The person behind `actor`, for separation of duties: a token counts as the user who created it."""
+    if isinstance(actor, ApiToken) or isinstance(getattr(actor, "token", None), ApiToken):
+        token = actor if isinstance(actor, ApiToken) else actor.token
+        return f"user:{token.created_by_id}" if token.created_by_id else f"token:{token.pk}"
+    return actor_ref(actor)
+
+
 def acting_user(actor: Any) -> Any:
     """The Django user behind `actor`, or None for tokens, the system and anonymous callers."""
     from django.contrib.auth.models import AbstractBaseUser

@@ -13,11 +13,10 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 
-from apps.core.artefacts import artefact_read_bytes
-from apps.core.errors import Unavailable
-from apps.features.pipeline import FittedPipeline, definition_hash
+from apps.features.pipeline import FittedPipeline
 from apps.features.transforms import FeaturePipeline
 from apps.registry.models import ModelVersion
+from apps.registry.scoring import BoosterScorer, OnnxVersionScorer, version_pipeline, version_scorer
 from apps.registry.selectors import model_version_by_number, model_version_for_alias
 from apps.registry.training import CLASSIFICATION, xgb_feature_names
 
@@ -30,12 +29,17 @@ class LoadedModel:
     sha256: str
     task_type: str
     labels: list[Any]
-    pipeline: FeaturePipeline
-    booster: Any
+    pipeline: FeaturePipeline | FittedPipeline
+    scorer: BoosterScorer | OnnxVersionScorer
     favourable_label: str
 
+    @property
+    def booster(self) -> Any:
+        """The XGBoost booster; None for an imported ONNX model."""
+        return self.scorer.booster
+
     def predict(self, matrix: np.ndarray) -> list[dict[str, Any]]:
-        raw = np.asarray(self.booster.inplace_predict(matrix))
+        raw = self.scorer.predict_raw(matrix)
         if self.task_type != CLASSIFICATION:
             return [{"value": float(value)} for value in raw.reshape(-1)]
         if len(self.labels) == 2:
@@ -58,9 +62,15 @@ class LoadedModel:
     def explain(
         self, matrix: np.ndarray, outputs: list[dict[str, Any]], rows: list[dict[str, Any]], top_k: int = 5
     ) -> list[dict[str, Any]]:
-        """Top contributions per row (XGBoost pred_contribs), with a sentence a person can read."""
+        """Top contributions per row (XGBoost pred_contribs), with a sentence a person can read. An imported
+        ONNX model carries no per-row contributions: its explanations list no reasons."""
         import xgboost as xgb
 
+        if self.booster is None:
+            return [
+                {"baseline": None, "toward": None, "reasons": [], "note": "Imported model: no per-decision reasons."}
+                for _ in outputs
+            ]
         contributions = np.asarray(
             self.booster.predict(
                 xgb.DMatrix(matrix, feature_names=xgb_feature_names(self.pipeline.names)), pred_contribs=True
@@ -103,13 +113,6 @@ class LoadedModel:
 
 
 def _load(version: ModelVersion) -> LoadedModel:
-    import xgboost as xgb
-
-    pipeline = _pipeline(version)
-    raw = artefact_read_bytes(version.artefact_path, version.artefact_sha256)
-    booster = xgb.Booster()
-    booster.load_model(bytearray(raw))
-    booster.set_param({"nthread": 1})
     return LoadedModel(
         version_id=version.pk,
         model_name=version.registered_model.name,
@@ -117,26 +120,10 @@ def _load(version: ModelVersion) -> LoadedModel:
         sha256=version.artefact_sha256,
         task_type=version.task_type,
         labels=list(version.labels),
-        pipeline=pipeline,
-        booster=booster,
+        pipeline=version_pipeline(version),
+        scorer=version_scorer(version),
         favourable_label=version.registered_model.favourable_label,
     )
-
-
-def _pipeline(version: ModelVersion) -> FeaturePipeline | FittedPipeline:
-    """The version's frozen features; a feature-set version is refused unless its definition is still the
-    one the model was fitted with."""
-    state = version.feature_state
-    if "definition_hash" not in state:
-        return FeaturePipeline.from_state(state)
-    pinned = version.feature_definition_hash
-    current = definition_hash(version.feature_set_version.definition) if version.feature_set_version else None
-    if pinned != state["definition_hash"] or current != pinned:
-        raise Unavailable(
-            f"{version.registered_model.name} v{version.version} is not served: its feature set's definition no "
-            "longer matches the one it was fitted with."
-        )
-    return FittedPipeline.from_state(state)
 
 
 class ModelCache:

@@ -1,49 +1,96 @@
-"""The product managers' console for the registry. Actions call the same services as the API."""
+"""The product managers' console for the registry. Actions call the same services as the API and pages."""
 
+from django import forms
 from django.contrib import admin, messages
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils.html import format_html
 
 from apps.core.admin import ReadOnlyAdmin
 from apps.core.errors import FaroError
+from apps.registry import services
 from apps.registry.models import AliasChange, ModelAlias, ModelVersion, RegisteredModel, TrainingJob
-from apps.registry.services import model_alias_rollback, model_version_promote
+
+EDITABLE_MODEL_FIELDS = list(services.MODEL_FIELDS)
 
 
 @admin.register(RegisteredModel)
 class RegisteredModelAdmin(admin.ModelAdmin):
-    list_display = ["name", "task_type", "champion", "created_at"]
+    list_display = ["name", "task_type", "owner", "champion", "quality_metric", "quality_minimum", "created_at"]
     search_fields = ["name"]
-    actions = ["rollback_champion"]
+    actions = ["rollback_champion", "train_again"]
+    fields = ["name", *EDITABLE_MODEL_FIELDS]
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["name"] if obj is not None else []
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def save_model(self, request, obj, form, change):
+        """Through the services, so the change is validated and audited."""
+        values = {name: form.cleaned_data[name] for name in EDITABLE_MODEL_FIELDS if name in form.cleaned_data}
+        if change:
+            changed = {name: values[name] for name in form.changed_data if name in values}
+            saved = services.registered_model_update(registered_model=obj, actor=request.user, **changed)
+        else:
+            saved = services.registered_model_create(name=form.cleaned_data["name"], actor=request.user, **values)
+        obj.pk = saved.pk
 
     @admin.display(description="Champion")
     def champion(self, obj: RegisteredModel) -> str:
         alias = obj.aliases.filter(name=ModelAlias.Name.CHAMPION).select_related("version").first()
         return f"v{alias.version.version}" if alias else "—"
 
+    @admin.action(description="Train again on the latest data, with the last job's parameters and feature set")
+    def train_again(self, request, queryset):
+        for model in queryset:
+            try:
+                job = services.training_job_repeat(registered_model=model, actor=request.user)
+            except FaroError as exc:
+                self.message_user(request, f"{model.name}: {exc.message}", messages.ERROR)
+            else:
+                url = reverse("registry:training-detail", args=[job.pk])
+                self.message_user(
+                    request, format_html('{}: <a href="{}">training job {}</a> queued.', model.name, url, job.pk)
+                )
+
     @admin.action(description="Roll back the champion to the previous version")
     def rollback_champion(self, request, queryset):
         for model in queryset:
             try:
-                alias = model_alias_rollback(registered_model=model, actor=request.user)
+                alias = services.model_alias_rollback(registered_model=model, actor=request.user)
             except FaroError as exc:
                 self.message_user(request, exc.message, messages.ERROR)
             else:
                 self.message_user(request, f"{model.name}: champion is now v{alias.version.version}.")
 
 
+class DecisionForm(forms.Form):
+    note = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 4, "cols": 80}),
+        required=False,
+        help_text="Required to reject, and to approve a version whose gates failed.",
+    )
+
+
 @admin.register(ModelVersion)
 class ModelVersionAdmin(ReadOnlyAdmin):
     list_display = [
         "__str__",
-        "registered_model",
-        "version",
+        "status",
         "aliases_display",
+        "gates",
         "task_type",
         "auc_or_rmse",
+        "source",
         "dataset_version",
+        "maker",
         "created_at",
     ]
-    list_filter = ["registered_model", "task_type"]
-    actions = ["promote_champion", "promote_challenger"]
+    list_filter = ["registered_model", "status", "source", "task_type"]
+    actions = ["approve", "reject", "promote_champion", "promote_challenger", "evaluate_gates"]
+    readonly_fields = ["page_link"]
 
     def get_queryset(self, request):
         return (
@@ -53,22 +100,78 @@ class ModelVersionAdmin(ReadOnlyAdmin):
             .prefetch_related("aliases")
         )
 
+    @admin.display(description="Page")
+    def page_link(self, obj: ModelVersion) -> str:
+        url = reverse("registry:version-detail", args=[obj.registered_model.name, obj.version])
+        return format_html('<a href="{}">Evaluation, gates and model card</a>', url)
+
     @admin.display(description="Aliases")
     def aliases_display(self, obj: ModelVersion) -> str:
         return ", ".join(sorted(alias.name for alias in obj.aliases.all())) or "—"
+
+    @admin.display(description="Gates")
+    def gates(self, obj: ModelVersion) -> str:
+        if not obj.gate_report:
+            return "—"
+        return "passed" if obj.gate_report.get("passed") else "failed"
 
     @admin.display(description="AUC / RMSE")
     def auc_or_rmse(self, obj: ModelVersion) -> str:
         value = obj.metrics.get("auc", obj.metrics.get("rmse"))
         return f"{value:.3f}" if isinstance(value, (int, float)) else "—"
 
-    def _promote(self, request, queryset, alias: str) -> None:
+    def _one(self, request, queryset) -> ModelVersion | None:
         if queryset.count() != 1:
-            self.message_user(request, "Select exactly one version to promote.", messages.ERROR)
+            self.message_user(request, "Select exactly one version.", messages.ERROR)
+            return None
+        return queryset.get()
+
+    def _decide(self, request, queryset, verb: str):
+        """An intermediate page asks for the note; submitting it calls the service."""
+        if not request.user.has_perm("registry.approve_modelversion"):
+            self.message_user(request, "You may not approve or reject versions.", messages.ERROR)
+            return None
+        version = self._one(request, queryset)
+        if version is None:
+            return None
+        form = DecisionForm(request.POST if "confirm" in request.POST else None)
+        if form.is_valid():
+            service = services.model_version_approve if verb == "approve" else services.model_version_reject
+            try:
+                service(version=version, actor=request.user, note=form.cleaned_data["note"])
+            except FaroError as exc:
+                self.message_user(request, exc.message, messages.ERROR)
+            else:
+                self.message_user(request, f"{version} {'approved' if verb == 'approve' else 'rejected'}.")
+            return None
+        return render(
+            request,
+            "admin/registry/decision.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": f"{verb.capitalize()} {version}",
+                "version": version,
+                "verb": verb,
+                "action": request.POST.get("action"),
+                "form": form,
+                "opts": self.model._meta,
+            },
+        )
+
+    @admin.action(description="Approve (maker-checker; gates' evidence shown)")
+    def approve(self, request, queryset):
+        return self._decide(request, queryset, "approve")
+
+    @admin.action(description="Reject, with the reason")
+    def reject(self, request, queryset):
+        return self._decide(request, queryset, "reject")
+
+    def _promote(self, request, queryset, alias: str) -> None:
+        version = self._one(request, queryset)
+        if version is None:
             return
-        version = queryset.get()
         try:
-            model_version_promote(version=version, alias=alias, actor=request.user)
+            services.model_version_promote(version=version, alias=alias, actor=request.user)
         except FaroError as exc:
             self.message_user(request, exc.message, messages.ERROR)
         else:
@@ -81,6 +184,16 @@ class ModelVersionAdmin(ReadOnlyAdmin):
     @admin.action(description="Promote to challenger")
     def promote_challenger(self, request, queryset):
         self._promote(request, queryset, ModelAlias.Name.CHALLENGER)
+
+    @admin.action(description="Evaluate the release gates again")
+    def evaluate_gates(self, request, queryset):
+        for version in queryset:
+            try:
+                report = services.model_version_gates_evaluate(version=version)
+            except FaroError as exc:
+                self.message_user(request, f"{version}: {exc.message}", messages.ERROR)
+            else:
+                self.message_user(request, f"{version}: gates {'passed' if report['passed'] else 'failed'}.")
 
     def has_view_permission(self, request, obj=None):
         return request.user.is_staff
@@ -100,8 +213,20 @@ class TrainingJobAdmin(ReadOnlyAdmin):
         "dataset_version",
         "status",
         "progress",
+        "attempts",
         "created_at",
         "finished_at",
         "model_version",
     ]
     list_filter = ["status", "registered_model"]
+    actions = ["cancel"]
+
+    @admin.action(description="Cancel")
+    def cancel(self, request, queryset):
+        for job in queryset:
+            try:
+                services.training_job_cancel(job=job, actor=request.user)
+            except FaroError as exc:
+                self.message_user(request, exc.message, messages.ERROR)
+            else:
+                self.message_user(request, f"Training job {job.pk}: cancel requested.")

@@ -75,3 +75,26 @@ def training_job_get(*, job_id: int) -> TrainingJob:
 
 def training_job_list() -> QuerySet[TrainingJob]:
     return TrainingJob.objects.select_related("registered_model", "dataset_version__dataset", "model_version")
+
+
+def alias_at(*, registered_model: RegisteredModel, alias: str, at) -> AliasChange | None:
+    """The alias move in force at time `at`: its `to_version` is the version the alias pointed at then."""
+    return (
+        registered_model.alias_changes.filter(alias=alias, at__lte=at)
+        .select_related("to_version", "from_version")
+        .order_by("-at", "-id")
+        .first()
+    )
+
+
+def model_versions_by_numbers(*, registered_model: RegisteredModel, numbers: list[int]) -> list[ModelVersion]:
+    found = {
+        version.version: version
+        for version in registered_model.versions.filter(version__in=numbers).select_related(
+            "dataset_version__dataset", "feature_set_version__feature_set"
+        )
+    }
+    missing = [number for number in numbers if number not in found]
+    if missing:
+        raise NotFound(f"{registered_model.name} has no version {', '.join(map(str, missing))}.")
+    return [found[number] for number in numbers]

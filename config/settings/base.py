@@ -6,6 +6,7 @@ the database, the broker and the cache to those servers.
 """
 
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -45,6 +46,7 @@ INSTALLED_APPS = [
     "django_prometheus",
     "apps.core",
     "apps.governance",
+    "apps.events",
     "apps.data",
     "apps.features",
     "apps.registry",
@@ -160,6 +162,13 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "JobStatusEnum": "apps.core.models.JobStatus",
+        "ModelVersionStatusEnum": "apps.registry.models.ModelVersion.Status",
+        "ModelSourceEnum": "apps.registry.models.ModelVersion.Source",
+        "TaskTypeEnum": "apps.registry.models.TaskType",
+        "ImportedTaskTypeEnum": [("classification", "classification"), ("regression", "regression")],
+    },
 }
 
 # Celery: the job row is the source of truth, so results are not stored.
@@ -174,6 +183,17 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TASK_ALWAYS_EAGER = env_bool("FARO_TASKS_EAGER", False)
 CELERY_TASK_EAGER_PROPAGATES = True
+# Periodic tasks: django-celery-beat's database scheduler copies these entries into its tables at start-up.
+FARO_WEBHOOK_RETRY_SECONDS = env_float("FARO_WEBHOOK_RETRY_SECONDS", 30.0, minimum=1.0)
+CELERY_BEAT_SCHEDULE = {
+    "events.deliveries_retry": {
+        "task": "events.deliveries_retry",
+        "schedule": timedelta(seconds=FARO_WEBHOOK_RETRY_SECONDS),
+        # A run that waited longer than one interval in the queue is superseded by the next one
+        # (expire_seconds is the database scheduler's name for apply_async's expires).
+        "options": {"expire_seconds": max(1, round(FARO_WEBHOOK_RETRY_SECONDS))},
+    },
+}
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
@@ -198,6 +218,18 @@ FARO_UPLOAD_MAX_BYTES = env_int("FARO_UPLOAD_MAX_BYTES", 100 * 1024 * 1024, mini
 # How long a web process trusts its view of an alias before asking the database again: a promotion
 # reaches every worker within this time.
 FARO_ALIAS_TTL_SECONDS = env_float("FARO_ALIAS_TTL_SECONDS", 1.0, minimum=0.0)
+# A running job renews its lease while it works; one whose lease lapses (its worker died) is queued again
+# by the reaper, up to FARO_JOB_MAX_ATTEMPTS attempts, then failed with the reason.
+FARO_JOB_LEASE_SECONDS = env_float("FARO_JOB_LEASE_SECONDS", 120.0, minimum=1.0)
+FARO_JOB_MAX_ATTEMPTS = env_int("FARO_JOB_MAX_ATTEMPTS", 3, minimum=1)
+FARO_JOB_REAP_INTERVAL_SECONDS = env_float("FARO_JOB_REAP_INTERVAL_SECONDS", 15.0, minimum=1.0)
+CELERY_BEAT_SCHEDULE["registry.training_jobs_reap"] = {
+    "task": "registry.training_jobs_reap",
+    "schedule": timedelta(seconds=FARO_JOB_REAP_INTERVAL_SECONDS),
+    "options": {"expire_seconds": max(1, round(FARO_JOB_REAP_INTERVAL_SECONDS))},
+}
+# The code version recorded in every model version's lineage (e.g. the release's git commit).
+FARO_CODE_VERSION = env_str("FARO_CODE_VERSION", "")
 FARO_MODEL_CACHE_SIZE = env_int("FARO_MODEL_CACHE_SIZE", 16, minimum=1)
 FARO_TOKEN_CACHE_SECONDS = env_float("FARO_TOKEN_CACHE_SECONDS", 5.0, minimum=0.0)
 # Where the latest feature values per entity live for online lookups: Redis when REDIS_URL is set, else the database.
@@ -206,6 +238,11 @@ if FARO_ONLINE_STORE not in ("database", "redis") or (FARO_ONLINE_STORE == "redi
     raise ImproperlyConfigured(
         f"FARO_ONLINE_STORE={FARO_ONLINE_STORE!r} must be database or redis (redis needs REDIS_URL)"
     )
+# Webhooks (apps.events): request timeout, and retries at base * 2^(attempt - 1) seconds (at most an hour)
+# until the maximum number of attempts.
+FARO_WEBHOOK_TIMEOUT_SECONDS = env_float("FARO_WEBHOOK_TIMEOUT_SECONDS", 5.0, minimum=0.1)
+FARO_WEBHOOK_BACKOFF_SECONDS = env_float("FARO_WEBHOOK_BACKOFF_SECONDS", 30.0, minimum=1.0)
+FARO_WEBHOOK_MAX_ATTEMPTS = env_int("FARO_WEBHOOK_MAX_ATTEMPTS", 8, minimum=1)
 
 LOGGING = {
     "version": 1,

@@ -32,17 +32,7 @@
     return "";
   }
 
-  function el(tag, attrs, children) {
-    var node = document.createElement(tag);
-    Object.keys(attrs || {}).forEach(function (key) {
-      if (key === "text") node.textContent = attrs[key];
-      else node.setAttribute(key, attrs[key]);
-    });
-    (children || []).forEach(function (child) {
-      node.appendChild(typeof child === "string" ? document.createTextNode(child) : child);
-    });
-    return node;
-  }
+  var el = window.faroDom.el;
 
   function setBar(bar, fraction) {
     var percent = Math.max(0, Math.min(100, Math.round(fraction * 100)));

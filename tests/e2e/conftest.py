@@ -182,8 +182,43 @@ def _healthy(base_url: str) -> bool:
         return False
 
 
-@pytest.fixture(scope="module")
-def stack() -> Iterator[Stack]:
+def spawn_worker(stack: Stack) -> subprocess.Popen:
+    """Start (or restart) the stack's Celery worker: one process, solo pool, on the run's own queue."""
+    run_id = stack.queue.removeprefix("faro-e2e-")
+    # -Q names the queue explicitly; it equals CELERY_TASK_DEFAULT_QUEUE (FARO_TASK_QUEUE), where
+    # the web and `manage.py shell` publish.
+    process = _spawn(
+        [
+            PYTHON,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "--loglevel=INFO",
+            "--concurrency=1",
+            "--pool=solo",
+            "-Q",
+            stack.queue,
+            "-n",
+            f"faro-e2e-{run_id}-{len(stack.log_text('worker'))}@%h",
+            "--without-gossip",
+            "--without-mingle",
+        ],
+        stack.env,
+        stack.logs["worker"],
+    )
+    stack.processes["worker"] = process
+    return process
+
+
+def wait_for_worker(stack: Stack, ready_lines_before: int = 0) -> None:
+    _wait_until(stack, "the Celery worker", lambda: stack.log_text("worker").count(" ready.") > ready_lines_before)
+
+
+@contextlib.contextmanager
+def running_stack(*, extra_env: dict[str, str] | None = None, web: bool = True) -> Iterator[Stack]:
+    """A fresh stack (database, broker queue, worker and, with `web`, gunicorn), torn down on exit."""
     run_id = secrets.token_hex(4)
     tmp = Path(tempfile.mkdtemp(prefix=f"faro-e2e-{run_id}-"))
     for sub in ("var", "artefacts", "prometheus", "log"):
@@ -203,6 +238,7 @@ def stack() -> Iterator[Stack]:
         database_url = f"sqlite:///{tmp / 'faro.sqlite3'}"  # an absolute path: sqlite:////tmp/...
     queue = f"faro-e2e-{run_id}"
     env = _stack_env(tmp, database_url, redis_url, queue)
+    env.update(extra_env or {})
     port = _free_port()
     logs = {
         "migrate": tmp / "log" / "migrate.log",
@@ -223,61 +259,50 @@ def stack() -> Iterator[Stack]:
         migrated = stack.manage("migrate", "--no-input", "-v1")
         logs["migrate"].write_text(migrated.stdout + migrated.stderr)
         assert migrated.returncode == 0, f"migrate failed:\n{migrated.stdout}\n{migrated.stderr}"
-
-        # -Q names the queue explicitly; it equals CELERY_TASK_DEFAULT_QUEUE (FARO_TASK_QUEUE), where
-        # the web and `manage.py shell` publish.
-        stack.processes["worker"] = _spawn(
-            [
-                PYTHON,
-                "-m",
-                "celery",
-                "-A",
-                "config",
-                "worker",
-                "--loglevel=INFO",
-                "--concurrency=1",
-                "--pool=solo",
-                "-Q",
-                queue,
-                "-n",
-                f"faro-e2e-{run_id}@%h",
-                "--without-gossip",
-                "--without-mingle",
-            ],
-            env,
-            logs["worker"],
-        )
-        stack.processes["web"] = _spawn(
-            [
-                PYTHON,
-                "-m",
-                "gunicorn",
-                "-c",
-                "config/gunicorn.py",
-                "--bind",
-                f"127.0.0.1:{port}",
-                "--workers",
-                "2",
-                "--access-logfile",
-                str(logs["access"]),
-                "--access-logformat",
-                ACCESS_LOG_FORMAT,
-                # Not the shared default (~/.gunicorn/gunicorn.ctl), which parallel stacks would fight over.
-                "--control-socket",
-                str(tmp / "gunicorn.ctl"),
-            ],
-            env,
-            logs["web"],
-        )
-        _wait_until(stack, "gunicorn", lambda: _healthy(stack.base_url))
-        _wait_until(stack, "the Celery worker", lambda: " ready." in stack.log_text("worker"))
+        spawn_worker(stack)
+        if web:
+            stack.processes["web"] = _spawn(
+                [
+                    PYTHON,
+                    "-m",
+                    "gunicorn",
+                    "-c",
+                    "config/gunicorn.py",
+                    "--bind",
+                    f"127.0.0.1:{port}",
+                    "--workers",
+                    "2",
+                    "--access-logfile",
+                    str(logs["access"]),
+                    "--access-logformat",
+                    ACCESS_LOG_FORMAT,
+                    # Not the shared default (~/.gunicorn/gunicorn.ctl), which parallel stacks would fight over.
+                    "--control-socket",
+                    str(tmp / "gunicorn.ctl"),
+                ],
+                env,
+                logs["web"],
+            )
+            _wait_until(stack, "gunicorn", lambda: _healthy(stack.base_url))
+        wait_for_worker(stack)
     except BaseException:
         stack.failed = True
         print(stack.tails())
         _teardown(stack, pg_name, server_url, redis_url)
         raise
-    yield stack
-    _teardown(stack, pg_name, server_url, redis_url)
+    try:
+        yield stack
+    except BaseException:
+        stack.failed = True
+        raise
+    finally:
+        _teardown(stack, pg_name, server_url, redis_url)
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[Stack]:
+    with running_stack() as started:
+        yield started
 
 
 def _teardown(stack: Stack, pg_name: str | None, server_url: str, redis_url: str | None) -> None:

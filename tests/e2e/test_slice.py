@@ -40,6 +40,8 @@ class Slice:
 
     stack: Stack
     token: str = field(repr=False)
+    # A second admin: the maker of a version (the token that trained it) may not approve it.
+    checker_token: str = field(repr=False)
     first_job: dict[str, Any]
     statuses_seen: list[str]
     # Rows predicted so far, by the version that answered: what /metrics must add up to.
@@ -50,6 +52,17 @@ class Slice:
     def call(self, method: str, path: str, **kwargs) -> requests.Response:
         headers = {"Authorization": f"Bearer {self.token}", **kwargs.pop("headers", {})}
         return requests.request(method, self.stack.url(path), headers=headers, timeout=HTTP_TIMEOUT, **kwargs)
+
+    def approve(self, version: int) -> None:
+        """Approve as the checker; the note lets a version whose gates fail through, as a person would."""
+        response = self.call(
+            "POST",
+            f"/api/v1/models/{MODEL}/versions/{version}/approve",
+            json={"note": "Reviewed in the end-to-end test."},
+            headers={"Authorization": f"Bearer {self.checker_token}"},
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["status"] == "approved"
 
     def predict(self, rows: int = 1, seed: int = 0) -> int:
         """One REST prediction of `rows` rows with the champion; returns the version that answered."""
@@ -169,6 +182,8 @@ def slice_(stack: Stack) -> Slice:
     assert created.returncode == 0, created.stderr
     token = created.stdout.strip()
     assert token and "\n" not in token
+    checker = stack.manage("token_create", "e2e-checker", "--scopes", "admin")
+    assert checker.returncode == 0, checker.stderr
 
     # The decision page says Approved/Declined only for a model with a favourable label; the API creates
     # models without one, so register it first (as an admin would in the console).
@@ -178,7 +193,7 @@ def slice_(stack: Stack) -> Slice:
         f"m = registered_model_create(name={MODEL!r}, task_type='classification', favourable_label='yes'); "
         f"print({RESULT_MARK!r} + str(m.pk))",
     )
-    s = Slice(stack=stack, token=token, first_job={}, statuses_seen=[])
+    s = Slice(stack=stack, token=token, checker_token=checker.stdout.strip(), first_job={}, statuses_seen=[])
 
     response = s.call(
         "POST",
@@ -207,6 +222,9 @@ def slice_(stack: Stack) -> Slice:
     s.first_job = wait_for_job(s, job["id"], s.statuses_seen)
     assert s.first_job["status"] == "succeeded", s.first_job
 
+    refused = s.call("POST", f"/api/v1/models/{MODEL}/versions/1/approve", json={})
+    assert refused.status_code == 409, refused.text  # the maker may not approve its own version
+    s.approve(1)
     response = s.call("PUT", f"/api/v1/models/{MODEL}/aliases/champion", json={"version": 1})
     assert response.status_code == 200, response.text
     assert response.json() == {"model": MODEL, "alias": "champion", "version": 1}
@@ -347,6 +365,7 @@ def test_promotion_reaches_every_web_worker(slice_: Slice) -> None:
     assert job["status"] == "succeeded", job
     new = job["model_version"]
     assert new is not None and new > 1
+    s.approve(new)
 
     # Start from v1 everywhere: both web workers answer, and have v1 cached.
     response = s.call("PUT", f"/api/v1/models/{MODEL}/aliases/champion", json={"version": 1})

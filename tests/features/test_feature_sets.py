@@ -9,8 +9,8 @@ from apps.governance.models import AuditEvent
 from apps.predictions.loader import model_cache
 from apps.predictions.models import PredictionRecord
 from apps.registry.models import ModelVersion
-from apps.registry.services import model_version_promote, training_job_create, training_job_run
-from tests.conftest import SMALL_PARAMS, valid_row
+from apps.registry.services import training_job_create, training_job_run
+from tests.conftest import SMALL_PARAMS, release, valid_row
 
 DEFINITION = [
     {"name": "income_log", "transform": "log1p", "source": "income", "description": "Income, log scale"},
@@ -115,7 +115,7 @@ def test_training_and_prediction_run_through_the_feature_set(
     ]
     assert set(version.feature_state["statistics"]) == set(FittedPipeline.from_state(version.feature_state).names)
     assert version.feature_state["statistics"]["age_band"]["missing"] == 0
-    model_version_promote(version=version)
+    release(version)
     body = {"inputs": [valid_row(), valid_row(city="atlantis")], "explain": True}
     answer = api.call("post", "/api/v1/models/loan-risk/predict", tokens["predict"], body)
     assert answer.status_code == 200, answer.content
@@ -157,7 +157,7 @@ def test_serving_refuses_a_model_whose_feature_definition_changed(
         feature_set_version=feature_set.versions.get(),
     )
     version = training_job_run(job_id=job.pk)
-    model_version_promote(version=version)
+    release(version)
     FeatureSetVersion.objects.filter(pk=version.feature_set_version_id).update(
         definition=[{**DEFINITION[0], "transform": "passthrough"}, *DEFINITION[1:]]
     )

@@ -2,22 +2,35 @@ from django.contrib.admin import helpers
 from django.urls import reverse
 
 from apps.governance.models import AuditEvent
-from apps.registry.models import AliasChange, ModelAlias, TrainingJob
+from apps.registry.models import AliasChange, ModelAlias, ModelVersion, TrainingJob
 from tests.conftest import train_version
+from tests.registry.test_release import trained_by
 
 
-def test_product_manager_promotes_and_rolls_back_in_the_console(client, users, registered_model, dataset_version):
+def test_product_manager_approves_promotes_and_rolls_back_in_the_console(
+    client, users, registered_model, dataset_version
+):
     users["pm"].is_superuser = True
     users["pm"].save()
-    v1, v2 = train_version(registered_model, dataset_version), train_version(registered_model, dataset_version)
+    v1, v2 = (trained_by(users["ds"], registered_model, dataset_version) for _ in range(2))
     client.force_login(users["pm"])
     changelist = reverse("admin:registry_modelversion_changelist")
     assert client.get(changelist).status_code == 200
     for version in (v1, v2):
-        response = client.post(
-            changelist, {"action": "promote_champion", helpers.ACTION_CHECKBOX_NAME: [version.pk]}, follow=True
+        promote = {"action": "promote_champion", helpers.ACTION_CHECKBOX_NAME: [version.pk]}
+        refused = client.post(changelist, promote, follow=True)
+        assert f"{str(version).capitalize()} is pending manual approval; only an approved version can be champion." in (
+            refused.content.decode()
         )
-        assert response.status_code == 200
+        # Approving shows the gates' evidence and asks for a note first; confirming calls the service.
+        approve = {"action": "approve", helpers.ACTION_CHECKBOX_NAME: [version.pk]}
+        page = client.post(changelist, approve)
+        assert page.status_code == 200
+        assert "Release gates: passed" in page.content.decode()
+        assert "onnx_parity" in page.content.decode()
+        done = client.post(changelist, {**approve, "confirm": "1", "note": "Checked the card."}, follow=True)
+        assert f"{str(version).capitalize()} approved." in done.content.decode()
+        response = client.post(changelist, promote, follow=True)
         assert f"{str(version).capitalize()} is now champion." in response.content.decode()
     assert ModelAlias.objects.get(name="champion").version == v2
     response = client.post(
@@ -29,6 +42,19 @@ def test_product_manager_promotes_and_rolls_back_in_the_console(client, users, r
     assert ModelAlias.objects.get(name="champion").version == v1
     assert list(AliasChange.objects.order_by("id").values_list("kind", flat=True)) == ["promote", "promote", "rollback"]
     assert AuditEvent.objects.filter(action="model.rolled_back", actor=f"user:{users['pm'].pk}").count() == 1
+    assert ModelVersion.objects.get(pk=v1.pk).decision_note == "Checked the card."
+
+
+def test_the_maker_cannot_approve_in_the_console(client, users, registered_model, dataset_version):
+    users["ds"].is_superuser = True
+    users["ds"].save()
+    version = trained_by(users["ds"], registered_model, dataset_version)
+    client.force_login(users["ds"])
+    changelist = reverse("admin:registry_modelversion_changelist")
+    approve = {"action": "approve", helpers.ACTION_CHECKBOX_NAME: [version.pk], "confirm": "1", "note": ""}
+    response = client.post(changelist, approve, follow=True)
+    assert "was trained at your request; someone else must approve it (maker-checker)." in response.content.decode()
+    assert ModelVersion.objects.get(pk=version.pk).status == "pending_manual_approval"
 
 
 def test_promoting_two_versions_at_once_is_refused(client, users, registered_model, dataset_version):
@@ -41,7 +67,7 @@ def test_promoting_two_versions_at_once_is_refused(client, users, registered_mod
         {"action": "promote_champion", helpers.ACTION_CHECKBOX_NAME: [v1.pk, v2.pk]},
         follow=True,
     )
-    assert "Select exactly one version to promote." in response.content.decode()
+    assert "Select exactly one version." in response.content.decode()
     assert not ModelAlias.objects.exists()
 
 
@@ -82,3 +108,27 @@ def test_pages_for_data_scientists_need_staff(client, users, champion):
         assert response["Location"].startswith("/admin/login/")
     client.force_login(users["ds"])
     assert client.get(reverse("registry:model-detail", args=["loan-risk"])).status_code == 200
+
+
+def test_train_again_from_the_console_repeats_the_last_job_on_the_newest_data(
+    client, users, registered_model, dataset_version, csv_upload
+):
+    from apps.data.services import dataset_version_create_from_upload
+
+    users["pm"].is_superuser = True
+    users["pm"].save()
+    first = trained_by(users["ds"], registered_model, dataset_version, max_depth=2)
+    newer = dataset_version_create_from_upload(dataset=dataset_version.dataset, upload=csv_upload())
+    client.force_login(users["pm"])
+    response = client.post(
+        reverse("admin:registry_registeredmodel_changelist"),
+        {"action": "train_again", helpers.ACTION_CHECKBOX_NAME: [registered_model.pk]},
+        follow=True,
+    )
+    job = TrainingJob.objects.exclude(pk=first.training_job.pk).get()
+    assert f'Loan-risk: <a href="/training/{job.pk}/">training job {job.pk}</a> queued.' in response.content.decode()
+    assert (job.dataset_version, job.params, job.requested_by) == (
+        newer,
+        first.training_job.params,
+        f"user:{users['pm'].pk}",
+    )

@@ -15,8 +15,13 @@ from apps.data.services import dataset_check_create, dataset_create, dataset_ver
 from apps.features.models import FeatureSet
 from apps.features.services import feature_set_create
 from apps.governance.services import token_authenticate, token_create
-from apps.registry.models import ModelAlias, RegisteredModel, TrainingJob
-from apps.registry.services import model_version_promote, registered_model_create, training_job_create
+from apps.registry.models import ModelAlias, ModelVersion, RegisteredModel, TrainingJob
+from apps.registry.services import (
+    model_version_approve,
+    model_version_promote,
+    registered_model_create,
+    training_job_create,
+)
 
 DEMO_CSV = Path(apps.data.__file__).parent / "demo" / "german_credit.csv"
 DATASET = "german-credit"
@@ -213,6 +218,7 @@ class Command(BaseCommand):
                 registered_model=model,
                 dataset_version=version,
                 feature_set_version=feature_set.versions.order_by("-number").first(),
+                actor=get_user_model().objects.get(username="ds"),
             )
             self.stdout.write(f"Training job {job.pk} queued; waiting for the worker ...")
         deadline = time.monotonic() + timeout
@@ -223,4 +229,21 @@ class Command(BaseCommand):
             job.refresh_from_db()
         if job.status == TrainingJob.Status.FAILED:
             raise CommandError(f"Training job {job.pk} failed: {job.error}")
-        model_version_promote(version=job.model_version, alias=ModelAlias.Name.CHAMPION)
+        self._release(job.model_version)
+
+    def _release(self, version: ModelVersion) -> None:
+        """The product manager approves what the data scientist trained (maker-checker), then promotes it.
+        Failing gates are approved only with the reason written down, as anyone approving them must."""
+        checker = get_user_model().objects.get(username="pm")
+        version.refresh_from_db()
+        if version.status == ModelVersion.Status.PENDING:
+            failing = [gate["name"] for gate in version.gate_report.get("gates", []) if not gate["passed"]]
+            note = (
+                f"Demo data: released despite failing gates ({', '.join(failing)}), to show the product end to end."
+                if failing
+                else ""
+            )
+            version = model_version_approve(version=version, actor=checker, note=note)
+            if failing:
+                self.stdout.write(f"Approved {version} despite failing gates: {', '.join(failing)} (see its page).")
+        model_version_promote(version=version, alias=ModelAlias.Name.CHAMPION, actor=checker)
