@@ -148,7 +148,7 @@ def gates_evaluate(*, version: ModelVersion, champion: ModelVersion | None) -> d
     fairness = evaluation.get("fairness") or {}
     if fairness:
         failing = [
-            f"{name}: {'; '.join(item.get('problems') or [])}"
+            f"{name}: {' '.join(item.get('problems') or [])}"
             for name, item in fairness.items()
             if not item.get("passed")
         ]
@@ -179,7 +179,7 @@ def gates_evaluate(*, version: ModelVersion, champion: ModelVersion | None) -> d
             _gate(
                 "onnx_parity",
                 bool(parity.get("passed")),
-                f"ONNX matches on {parity.get('rows')} rows (max difference {parity.get('max_abs_diff')})."
+                f"ONNX matches on {parity.get('rows')} rows (largest difference {parity.get('max_abs_diff', 0):.2g})."
                 if parity.get("passed")
                 else f"ONNX export not verified: {parity.get('error', 'not exported')}.",
             )
