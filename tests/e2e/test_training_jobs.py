@@ -3,15 +3,18 @@ and a cancel. Each test gets its own stack with a short lease, so the reaper can
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import signal
+import threading
 import time
 
 import pytest
 
 from tests.e2e.conftest import POLL_SECONDS, Stack, running_stack, spawn_worker, wait_for_worker
 
+WEBHOOK_SECRET = "e2e-webhook-secret-0123456789"
 LEASE_SECONDS = 3
 MAX_ATTEMPTS = 2
 # Slow enough to be caught mid-training (thousands of rounds that keep improving), small enough to finish.
@@ -98,7 +101,11 @@ def reap(stack: Stack) -> str:
 
 @pytest.fixture
 def job_stack():
-    env = {"FARO_JOB_LEASE_SECONDS": str(LEASE_SECONDS), "FARO_JOB_MAX_ATTEMPTS": str(MAX_ATTEMPTS)}
+    env = {
+        "FARO_JOB_LEASE_SECONDS": str(LEASE_SECONDS),
+        "FARO_JOB_MAX_ATTEMPTS": str(MAX_ATTEMPTS),
+        "FARO_WEBHOOK_SECRET_E2E": WEBHOOK_SECRET,
+    }
     with running_stack(extra_env=env, web=False) as stack:
         stack.ids = shell(stack, SETUP)  # type: ignore[attr-defined]
         yield stack
@@ -192,3 +199,63 @@ def test_cancel_stops_a_running_job_within_seconds(job_stack):
     assert (done["status"], done["error"], done["versions"]) == ("cancelled", "Cancelled.", 0)
     assert done["actions"][-2:] == ["training_job.cancel_requested", "training_job.cancelled"]
     print(f"cancelled {time.monotonic() - asked:.1f} s after the request (manage.py start-up included)")
+
+
+class _Receiver(http.server.BaseHTTPRequestHandler):
+    received: list = []
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.received.append((dict(self.headers.items()), body))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_the_worker_delivers_a_signed_event_when_a_version_is_ready(job_stack):
+    from apps.events.delivery import verify
+
+    stack = job_stack
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
+    _Receiver.received = []
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/hooks/faro"
+        shell(
+            stack,
+            "from apps.events.services import webhook_create\n"
+            f"webhook_create(name='e2e', url={url!r}, secret_env='FARO_WEBHOOK_SECRET_E2E', "
+            "event_kinds=['model_version.ready'])\nprint('{}')",
+        )
+        job = queue_job(stack, stack.ids["dataset_version"], {"n_estimators": 20, "max_depth": 3})
+        wait_for(stack, job, "the end", lambda s: s["status"] in ("succeeded", "failed"))
+        deadline = time.monotonic() + 60
+        while not _Receiver.received:
+            assert time.monotonic() < deadline, stack.tails()
+            time.sleep(POLL_SECONDS)
+    finally:
+        server.shutdown()
+    [(headers, body)] = _Receiver.received
+    event = json.loads(body)
+    assert (headers["X-Faro-Event"], event["kind"]) == ("model_version.ready", "model_version.ready")
+    assert (event["payload"]["model"], event["payload"]["version"], event["payload"]["status"]) == (
+        "loan-risk",
+        1,
+        "pending_manual_approval",
+    )
+    assert verify(
+        WEBHOOK_SECRET.encode(),
+        headers["X-Faro-Timestamp"],
+        body,
+        headers["X-Faro-Signature"],
+        now=time.time(),
+    )
+    delivered = shell(
+        stack,
+        "import json\nfrom apps.events.models import WebhookDelivery\n"
+        "d = WebhookDelivery.objects.get()\n"
+        "print(json.dumps([d.status, d.attempts, d.last_status_code]))",
+    )
+    assert delivered == ["delivered", 1, 204]
