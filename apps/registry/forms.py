@@ -122,3 +122,25 @@ class AliasAtForm(forms.Form):
         input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S.%f", "%Y-%m-%d %H:%M:%S"],
         widget=forms.DateTimeInput(attrs={"type": "datetime-local", "step": "1"}, format="%Y-%m-%dT%H:%M:%S"),
     )
+
+
+class OnnxImportForm(forms.Form):
+    """An ONNX model made elsewhere, with the inputs it reads (in its column order) and what it predicts."""
+
+    file = forms.FileField(help_text="An .onnx file. Pickle and joblib files are refused: they can run code.")
+    task_type = forms.ChoiceField(choices=[("classification", "Classification"), ("regression", "Regression")])
+    labels = forms.JSONField(
+        required=False,
+        initial=list,
+        help_text='Classifiers: the labels in the order of the model\'s probability outputs, e.g. ["no", "yes"].',
+    )
+    inputs = forms.JSONField(
+        widget=forms.Textarea(attrs={"rows": 6}),
+        help_text='In the model\'s column order, e.g. [{"name": "income", "type": "number"}, '
+        '{"name": "city", "type": "category", "categories": ["east", "north"]}].',
+    )
+    dataset = forms.ModelChoiceField(
+        queryset=Dataset.objects.all(),
+        to_field_name="name",
+        help_text="Evaluated on this dataset's latest version; its target column is the truth.",
+    )

@@ -8,6 +8,7 @@ urlpatterns = [
     path("models/", views.model_list, name="model-list"),
     path("models/<slug:name>/", views.model_detail, name="model-detail"),
     path("models/<slug:name>/compare/", views.compare, name="compare"),
+    path("models/<slug:name>/import/", views.version_import, name="version-import"),
     path("models/<slug:name>/aliases/<slug:alias>/rollback/", views.alias_rollback, name="alias-rollback"),
     path("models/<slug:name>/versions/<int:version>/", views.version_detail, name="version-detail"),
     path("models/<slug:name>/versions/<int:version>/card/", views.version_card, name="version-card"),

@@ -26,7 +26,7 @@ from apps.registry.card import model_card
 from apps.registry.charts import METRICS, evaluation_charts
 from apps.registry.compare import versions_compare
 from apps.registry.evaluation import FAIRNESS_DEFAULTS
-from apps.registry.forms import AliasAtForm, DecisionForm, PromoteForm, TrainingForm
+from apps.registry.forms import AliasAtForm, DecisionForm, OnnxImportForm, PromoteForm, TrainingForm
 from apps.registry.gates import quality_metric
 from apps.registry.models import ModelAlias, ModelVersion, RegisteredModel, TrainingJob
 
@@ -494,6 +494,35 @@ def compare(request, name: str):
 
 
 # -- training ------------------------------------------------------------------------------------------
+
+
+@staff_member_required
+def version_import(request, name: str):
+    """Import an ONNX model made elsewhere as a new pending version of this model."""
+    model = _model_or_404(name)
+    form = OnnxImportForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            version = services.model_version_import_onnx(
+                registered_model=model,
+                data=data["file"].read(),
+                inputs=data["inputs"],
+                task_type=data["task_type"],
+                labels=data["labels"] or [],
+                dataset_version=dataset_version_get(dataset=data["dataset"]),
+                actor=request.user,
+            )
+        except FaroError as exc:
+            form.add_error(None, exc.message)
+            for key, problems in ((exc.extra or {}).get("fields") or {}).items():
+                form.add_error(None, f"{key}: {' '.join(problems)}")
+        else:
+            messages.success(request, f"Imported {version}; it is pending approval.")
+            return redirect(_version_url(version))
+    return render(
+        request, "registry/version_import.html", {"model": model, "form": form}, status=400 if form.errors else 200
+    )
 
 
 @staff_member_required

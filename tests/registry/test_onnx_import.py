@@ -105,3 +105,29 @@ def test_a_bad_declaration_is_refused_naming_the_field(api, tokens, registered_m
     one_label = upload(api, tokens["write"], data, labels='["yes"]')
     assert one_label.status_code == 400
     assert not ModelVersion.objects.exists()
+
+
+def test_import_from_the_page(client, users, registered_model, dataset_version):
+    data, _ = sklearn_onnx()
+    client.force_login(users["ds"])
+    page = client.get("/models/loan-risk/import/")
+    assert page.status_code == 200
+    assert "Import an ONNX model into loan-risk" in page.content.decode()
+    form = {
+        "file": SimpleUploadedFile("model.onnx", data),
+        "inputs": INPUTS,
+        "task_type": "classification",
+        "labels": '["no", "yes"]',
+        "dataset": "loans",
+    }
+    done = client.post("/models/loan-risk/import/", form, follow=True)
+    assert done.redirect_chain == [("/models/loan-risk/versions/1/", 302)]
+    assert "Imported loan-risk v1; it is pending approval." in done.content.decode()
+    version = ModelVersion.objects.get()
+    assert (version.source, version.maker) == ("onnx", f"user:{users['ds'].pk}")
+
+    form["file"] = SimpleUploadedFile("model.pkl", pickle.dumps({"weights": [1]}))
+    refused = client.post("/models/loan-risk/import/", form)
+    assert refused.status_code == 400
+    assert "This file is a Python pickle" in refused.content.decode()
+    assert ModelVersion.objects.count() == 1
