@@ -18,7 +18,7 @@ WEBHOOK_SECRET = "e2e-webhook-secret-0123456789"
 LEASE_SECONDS = 3
 MAX_ATTEMPTS = 2
 # Slow enough to be caught mid-training (thousands of rounds that keep improving), small enough to finish.
-SLOW_PARAMS = {"n_estimators": 4000, "max_depth": 4, "learning_rate": 0.002, "early_stopping_rounds": 1000}
+SLOW_PARAMS = {"n_estimators": 2500, "max_depth": 4, "learning_rate": 0.002, "early_stopping_rounds": 1000}
 
 SETUP = """
 import json
@@ -130,7 +130,9 @@ def test_kill_9_during_training_is_retried_and_registers_one_version(job_stack):
     ready = stack.log_text("worker").count(" ready.")
     spawn_worker(stack)
     wait_for_worker(stack, ready)
-    done = wait_for(stack, job, "the second attempt's end", lambda s: s["status"] in ("succeeded", "failed"))
+    done = wait_for(
+        stack, job, "the second attempt's end", lambda s: s["status"] in ("succeeded", "failed"), timeout=300
+    )
     assert (done["status"], done["attempts"], done["error"]) == ("succeeded", 2, "")
     assert (done["versions"], done["all_versions"]) == (1, 1)
     assert done["actions"] == [
