@@ -25,7 +25,7 @@ import hashlib
 import itertools
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -471,6 +471,271 @@ def _outputs(state: Mapping[str, Any]) -> list[str]:
     return [state["name"]]
 
 
+# -- the compiled transformation ------------------------------------------------------------------------
+# Features that share a transform run as one numpy call over a 2-D block of their columns: the same
+# element-wise functions on the same float64 values give the same bits whether a block holds one row or
+# a million, and one call per transform instead of one per feature is what keeps a one-row request cheap.
+# Every single-column output is computed in float64 into a staging block (one row per output column) and
+# rounded to float32 once, as it is stored in the matrix; one-hot columns are ones written into zeros.
+
+_FLOAT_TRANSFORMS = (*_NUMERIC_TRANSFORMS, *_TWO_SOURCES)
+# float64 constants as arrays: numpy converts a Python number to the same value, only more slowly
+_MINUS_ONE, _ZERO, _NAN = (np.array(value, dtype=np.float64) for value in (-1.0, 0.0, math.nan))
+
+
+def _all_plain(columns: Sequence[Any]) -> bool:
+    return not any(_is_arrow(values) for values in columns)
+
+
+class _Program:
+    """The steps of one fitted feature set's transformation, built once from its frozen state.
+
+    `run` reads each numeric source column once into `floats` (one row per source), each date column at
+    most once, and lets every step write its outputs."""
+
+    def __init__(self, features: Sequence[Mapping[str, Any]]) -> None:
+        starts = list(itertools.accumulate((len(_outputs(feature)) for feature in features), initial=0))
+        self.width = starts[-1]
+        self.float_sources = sorted(
+            {
+                source
+                for feature in features
+                if feature["transform"] in _FLOAT_TRANSFORMS
+                for source in feature["sources"]
+            }
+        )
+        self._float_row = {source: row for row, source in enumerate(self.float_sources)}
+        groups: dict[str, list[tuple[Mapping[str, Any], int]]] = {}
+        for feature, start in zip(features, starts[:-1], strict=True):
+            groups.setdefault(feature["transform"], []).append((feature, start))
+        staged_columns: list[int] = []
+        self.steps: list[Callable[..., None]] = []
+        for transform, members in groups.items():
+            if transform == "one_hot":
+                self.steps.append(self._one_hot(members))
+                continue
+            block = slice(len(staged_columns), len(staged_columns) + len(members))
+            staged_columns.extend(start for _, start in members)
+            self.steps.append(getattr(self, f"_{transform}")([feature for feature, _ in members], block))
+        self.staged_columns = np.array(staged_columns, dtype=np.intp)
+
+    def run(self, columns: Mapping[str, Any], n_rows: int, *, plain: bool) -> np.ndarray:
+        floats = self._read_floats(columns, n_rows, plain)
+        staged = np.empty((len(self.staged_columns), n_rows), dtype=np.float64)
+        matrix = np.zeros((n_rows, self.width), dtype=np.float32)
+        dates: dict[str, np.ndarray] = {}
+        for step in self.steps:
+            step(columns, plain, floats, staged, matrix, dates)
+        # float64 results are rounded to float32 as they are stored, exactly as astype would
+        matrix[:, self.staged_columns] = staged.T
+        return matrix
+
+    def _read_floats(self, columns: Mapping[str, Any], n_rows: int, plain: bool) -> np.ndarray:
+        values = [columns[source] for source in self.float_sources]
+        if plain:  # one pass over every value of every column, as _floats reads each
+            return np.fromiter(
+                (math.nan if value is None else float(value) for column in values for value in column),
+                dtype=np.float64,
+                count=len(values) * n_rows,
+            ).reshape(len(values), n_rows)
+        floats = np.empty((len(values), n_rows), dtype=np.float64)
+        for row, column in enumerate(values):
+            floats[row] = _floats(column)
+        return floats
+
+    def _rows(self, features: Sequence[Mapping[str, Any]], position: int = 0) -> np.ndarray:
+        return np.array([self._float_row[feature["sources"][position]] for feature in features], dtype=np.intp)
+
+    # -- numeric transforms, on rows of `floats` --------------------------------------------------------
+
+    def _passthrough(self, features, block):
+        rows = self._rows(features)
+
+        def step(columns, plain, floats, staged, matrix, dates):
+            staged[block] = floats.take(rows, 0)
+
+        return step
+
+    def _standardise(self, features, block):
+        rows = self._rows(features)
+        means = np.array([[feature["mean"]] for feature in features], dtype=np.float64)
+        stds = np.array([[feature["std"]] for feature in features], dtype=np.float64)
+
+        def step(columns, plain, floats, staged, matrix, dates):
+            staged[block] = (floats.take(rows, 0) - means) / stds
+
+        return step
+
+    def _clip(self, features, block):
+        # np.clip per feature, with the bounds exactly as the definition gives them (integers included)
+        bounds = [
+            (
+                self._float_row[feature["sources"][0]],
+                feature["params"].get("min", -np.inf),
+                feature["params"].get("max", np.inf),
+            )
+            for feature in features
+        ]
+
+        def step(columns, plain, floats, staged, matrix, dates):
+            for offset, (row, low, high) in enumerate(bounds):
+                staged[block.start + offset] = np.clip(floats[row], low, high)
+
+        return step
+
+    def _log1p(self, features, block):
+        rows = self._rows(features)
+
+        def step(columns, plain, floats, staged, matrix, dates):
+            x = floats.take(rows, 0)
+            valid = x > _MINUS_ONE  # log1p only ever sees values above -1
+            staged[block] = np.where(valid, np.log1p(np.where(valid, x, _ZERO)), _NAN)
+
+        return step
+
+    def _bucketise(self, features, block):
+        rows = self._rows(features)
+        edges = [np.asarray(feature["edges"], dtype=np.float64) for feature in features]
+
+        def step(columns, plain, floats, staged, matrix, dates):
+            for offset, (row, feature_edges) in enumerate(zip(rows, edges, strict=True)):
+                # bucket indexes are small integers: exact in float64
+                staged[block.start + offset] = feature_edges.searchsorted(floats[row], "right")
+            np.copyto(staged[block], _NAN, where=np.isnan(floats.take(rows, 0)))
+
+        return step
+
+    def _fill(self, features, block):
+        rows = self._rows(features)
+        fills = np.array([[feature["fill"]] for feature in features], dtype=np.float64)
+
+        def step(columns, plain, floats, staged, matrix, dates):
+            x = floats.take(rows, 0)
+            staged[block] = np.where(np.isnan(x), fills, x)
+
+        return step
+
+    def _ratio(self, features, block):
+        numerators, denominators = self._rows(features, 0), self._rows(features, 1)
+
+        def step(columns, plain, floats, staged, matrix, dates):
+            y = floats.take(denominators, 0)
+            np.divide(floats.take(numerators, 0), y, out=staged[block])
+            np.copyto(staged[block], _NAN, where=y == _ZERO)  # a zero denominator gives a missing value
+
+        return step
+
+    def _difference(self, features, block):
+        lefts, rights = self._rows(features, 0), self._rows(features, 1)
+
+        def step(columns, plain, floats, staged, matrix, dates):
+            staged[block] = floats.take(lefts, 0) - floats.take(rights, 0)
+
+        return step
+
+    # -- transforms that read their source column themselves ------------------------------------------
+
+    def _date_part(self, features, block):
+        parts = [(feature["sources"][0], feature["part"], feature.get("reference")) for feature in features]
+
+        def step(columns, plain, floats, staged, matrix, dates):
+            for offset, (source, part, reference) in enumerate(parts):
+                if source not in dates:
+                    dates[source] = _datetimes(columns[source])
+                staged[block.start + offset] = _date_part(dates[source], part, reference)
+
+        return step
+
+    def _missing_indicator(self, features, block):
+        sources = [feature["sources"][0] for feature in features]
+
+        def step(columns, plain, floats, staged, matrix, dates):
+            values = [columns[source] for source in sources]
+            if plain:
+                staged[block] = np.fromiter(
+                    (
+                        value is None or (isinstance(value, float) and math.isnan(value))
+                        for column in values
+                        for value in column
+                    ),
+                    dtype=bool,
+                    count=len(values) * staged.shape[1],
+                ).reshape(len(values), -1)
+                return
+            import pyarrow.compute as pc
+
+            for offset, column in enumerate(values):
+                if _is_arrow(column):
+                    missing = pc.is_null(column, nan_is_null=True).to_numpy(zero_copy_only=False)
+                else:
+                    missing = [value is None or (isinstance(value, float) and math.isnan(value)) for value in column]
+                staged[block.start + offset] = np.asarray(missing, dtype=bool)
+
+        return step
+
+    def _ordinal(self, features, block):
+        # positions in the sorted vocabulary; a missing or unseen value is NaN
+        sources = [feature["sources"][0] for feature in features]
+        indexes = [{value: position for position, value in enumerate(feature["vocabulary"])} for feature in features]
+
+        def step(columns, plain, floats, staged, matrix, dates):
+            values = [columns[source] for source in sources]
+            if plain:
+                staged[block] = np.fromiter(
+                    (
+                        math.nan if value is None else index.get(str(value), math.nan)
+                        for index, column in zip(indexes, values, strict=True)
+                        for value in column
+                    ),
+                    dtype=np.float64,
+                    count=len(values) * staged.shape[1],
+                ).reshape(len(values), -1)
+                return
+            for offset, (index, column) in enumerate(zip(indexes, values, strict=True)):
+                codes = _codes(column, index)
+                staged[block.start + offset] = np.where(codes >= 0, codes, np.nan)
+
+        return step
+
+    def _one_hot(self, members):
+        # each value's column in the matrix; any other value has the last one, a missing value none
+        specs = [
+            (
+                feature["sources"][0],
+                {value: position for position, value in enumerate(feature["vocabulary"])},
+                {value: start + position for position, value in enumerate(feature["vocabulary"])},
+                start + len(feature["vocabulary"]),
+                start,
+            )
+            for feature, start in members
+        ]
+        width = self.width
+
+        def step(columns, plain, floats, staged, matrix, dates):
+            values = [columns[spec[0]] for spec in specs]
+            cells = matrix.reshape(-1)
+            if plain:
+                cells[
+                    np.fromiter(
+                        (
+                            row * width + column_of.get(str(value), other)
+                            for (_, _, column_of, other, _), column in zip(specs, values, strict=True)
+                            for row, value in enumerate(column)
+                            if value is not None
+                        ),
+                        dtype=np.intp,
+                    )
+                ] = 1.0
+                return
+            for (_, index, _, other, start), column in zip(specs, values, strict=True):
+                codes = _codes(column, index)  # -1 missing, -2 unseen
+                present = np.flatnonzero(codes != -1)
+                found = codes[present]
+                cells[present * width + np.where(found == -2, other, start + found)] = 1.0
+
+        return step
+
+
 class FittedPipeline:
     """A fitted feature set: frozen state, its definition's hash, and the one transformation."""
 
@@ -482,21 +747,7 @@ class FittedPipeline:
         self.statistics: dict[str, dict[str, Any]] = dict(state.get("statistics") or {})
         self.output_names: list[str] = [name for feature in self.features for name in _outputs(feature)]
         self.source_columns: list[str] = sorted({source for f in self.features for source in f["sources"]})
-        self._indexes = {
-            feature["name"]: {value: position for position, value in enumerate(feature["vocabulary"])}
-            for feature in self.features
-            if "vocabulary" in feature
-        }
-        widths = [len(_outputs(feature)) for feature in self.features]
-        ends = list(itertools.accumulate(widths))
-        self._slices = [(end - width, end) for end, width in zip(ends, widths, strict=True)]
-        self._one_hot = {
-            feature["name"]: np.vstack(
-                [np.eye(len(feature["vocabulary"]) + 1), np.zeros(len(feature["vocabulary"]) + 1)]
-            )
-            for feature in self.features
-            if feature["transform"] == "one_hot"
-        }
+        self._program = _Program(self.features)
 
     @classmethod
     def fit(
@@ -584,85 +835,23 @@ class FittedPipeline:
 
     def transform_columns(self, columns: Mapping[str, Any]) -> np.ndarray:
         """Source columns (lists or arrow arrays) to the float32 matrix, in `output_names` order."""
-        n_rows = len(columns[self.source_columns[0]]) if self.source_columns else 0
-        matrix = np.empty((n_rows, len(self.output_names)), dtype=np.float32)
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            for feature, (start, stop) in zip(self.features, self._slices, strict=True):
-                # float64 results are rounded to float32 as they are stored, exactly as astype would
-                block = self._apply(feature, columns, n_rows)
-                if stop - start == 1:
-                    matrix[:, start] = block
-                else:
-                    matrix[:, start:stop] = block
-        return matrix
+        values = [columns[name] for name in self.source_columns]
+        if len({len(column) for column in values}) > 1:
+            raise ValueError("Source columns differ in length.")
+        return self._transform(columns, plain=_all_plain(values))
 
     def transform_rows(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
-        return self.transform_columns({name: [row.get(name) for row in rows] for name in self.source_columns})
+        columns = {name: [row.get(name) for row in rows] for name in self.source_columns}
+        return self._transform(columns, plain=True)
 
     def transform_table(self, table: Any) -> np.ndarray:
-        return self.transform_columns({name: table.column(name) for name in self.source_columns})
+        return self._transform({name: table.column(name) for name in self.source_columns}, plain=False)
 
-    def _apply(self, feature: Mapping[str, Any], columns: Mapping[str, Any], n_rows: int) -> np.ndarray:
-        transform = feature["transform"]
-        sources = feature["sources"]
-        params = feature["params"]
-        if transform in _TEXT_TRANSFORMS:
-            values = columns[sources[0]]
-            index = self._indexes[feature["name"]]
-            if transform == "ordinal":
-                if isinstance(values, (list, tuple)):  # straight to the float code: nan for missing or unseen
-                    return np.fromiter(
-                        (index.get(str(v), math.nan) if v is not None else math.nan for v in values),
-                        dtype=np.float64,
-                        count=len(values),
-                    )
-                codes = _codes(values, index)
-                return np.where(codes >= 0, codes, np.nan).astype(np.float64)
-            # Rows of a lookup table: one per vocabulary value, then "other", then all zeros (missing).
-            table = self._one_hot[feature["name"]]
-            other, missing = len(table) - 2, len(table) - 1
-            if isinstance(values, (list, tuple)):
-                rows = np.fromiter(
-                    (index.get(str(v), other) if v is not None else missing for v in values),
-                    dtype=np.intp,
-                    count=len(values),
-                )
-                return table[rows]
-            codes = _codes(values, index)
-            return table[np.where(codes >= 0, codes, len(table) + codes)]
-        if transform == "date_part":
-            return _date_part(_datetimes(columns[sources[0]]), feature["part"], feature.get("reference"))
-        if transform == "missing_indicator":
-            values = columns[sources[0]]
-            if _is_arrow(values):
-                import pyarrow.compute as pc
-
-                missing = np.asarray(pc.is_null(values, nan_is_null=True).to_numpy(zero_copy_only=False))
-            else:
-                missing = np.fromiter(
-                    (value is None or (isinstance(value, float) and math.isnan(value)) for value in values),
-                    dtype=bool,
-                    count=len(values),
-                )
-            return missing.astype(np.float64)
-        x = _floats(columns[sources[0]])
-        if transform == "passthrough":
-            return x
-        if transform == "standardise":
-            return (x - feature["mean"]) / feature["std"]
-        if transform == "clip":
-            return np.clip(x, params.get("min", -np.inf), params.get("max", np.inf))
-        if transform == "log1p":
-            return np.where(x > -1, np.log1p(np.where(x > -1, x, 0.0)), np.nan)
-        if transform == "bucketise":
-            buckets = np.searchsorted(np.asarray(feature["edges"], dtype=np.float64), x, side="right")
-            return np.where(np.isnan(x), np.nan, buckets.astype(np.float64))
-        if transform == "fill":
-            return np.where(np.isnan(x), feature["fill"], x)
-        y = _floats(columns[sources[1]])
-        if transform == "ratio":
-            return np.where(y != 0, x / np.where(y != 0, y, 1.0), np.nan)
-        return x - y
+    def _transform(self, columns: Mapping[str, Any], *, plain: bool) -> np.ndarray:
+        """`plain`: every source column is a Python sequence, none an arrow array."""
+        n_rows = len(columns[self.source_columns[0]]) if self.source_columns else 0
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            return self._program.run(columns, n_rows, plain=plain)
 
 
 def _statistics(names: list[str], matrix: np.ndarray) -> dict[str, dict[str, Any]]:

@@ -340,6 +340,100 @@ def test_state_of_ordinary_data_is_strict_json(pipeline):
     assert_bit_identical(thawed.transform_rows(rows), pipeline.transform_table(table_of(rows)))
 
 
+# -- features side by side --------------------------------------------------------------------------------
+# Features that share a transform are computed together, as one block over their columns. A feature's
+# columns must not depend on the features beside it (their order, their number, their sources), nor on
+# how many rows go through at once, nor on whether the columns come as lists, arrow arrays or both.
+
+SIDE_BY_SIDE = [
+    {"name": "city_top1", "transform": "one_hot", "source": "city", "params": {"top_k": 1}},
+    {"name": "b_log", "transform": "log1p", "source": "b"},
+    {"name": "a_per_b", "transform": "ratio", "sources": ["a", "b"]},
+    {"name": "x_raw", "transform": "passthrough", "source": "x"},
+    {"name": "x_log", "transform": "log1p", "source": "x"},
+    {"name": "b_per_a", "transform": "ratio", "sources": ["b", "a"]},
+    {"name": "city_code", "transform": "ordinal", "source": "city"},
+    {"name": "city", "transform": "one_hot", "source": "city", "params": {"top_k": 3}},
+    {"name": "n_bucket", "transform": "bucketise", "source": "n", "params": {"edges": [-1e300, -1, 0, 1e-300, 2**53]}},
+    {"name": "b_std", "transform": "standardise", "source": "b"},
+    {"name": "x_tercile", "transform": "bucketise", "source": "x", "params": {"quantiles": 3}},
+    {"name": "n_std", "transform": "standardise", "source": "n"},
+    {"name": "x_clip", "transform": "clip", "source": "x", "params": {"min": -1.5}},
+    {"name": "n_clip", "transform": "clip", "source": "n", "params": {"min": 0, "max": 2**40}},
+    {"name": "a_log", "transform": "log1p", "source": "a"},
+    {"name": "flag_missing", "transform": "missing_indicator", "source": "flag"},
+    {"name": "seen_missing", "transform": "missing_indicator", "source": "seen"},
+    {"name": "b_minus_a", "transform": "difference", "sources": ["b", "a"]},
+    {"name": "seen_weekday", "transform": "date_part", "source": "seen", "params": {"part": "weekday"}},
+    {"name": "a_minus_b", "transform": "difference", "sources": ["a", "b"]},
+    {"name": "x_per_x", "transform": "ratio", "sources": ["x", "x"]},
+    {
+        "name": "signup_days",
+        "transform": "date_part",
+        "source": "signup",
+        "params": {"part": "days_since", "reference": "0001-01-01"},
+    },
+    {"name": "signup_year", "transform": "date_part", "source": "signup", "params": {"part": "year"}},
+    {"name": "b_filled", "transform": "fill", "source": "b", "params": {"value": -1e300}},
+    {"name": "city_missing", "transform": "missing_indicator", "source": "city"},
+    {"name": "x_filled", "transform": "fill", "source": "x", "params": {"statistic": "mean"}},
+    {"name": "flag_code", "transform": "passthrough", "source": "flag"},
+    {"name": "n_raw", "transform": "passthrough", "source": "n"},
+    {"name": "x_std", "transform": "standardise", "source": "x"},
+    {"name": "city_rank", "transform": "ordinal", "source": "city"},
+]
+
+
+@pytest.fixture(scope="module")
+def side_by_side() -> FittedPipeline:
+    assert validate_definition(SIDE_BY_SIDE, SCHEMA) == []
+    return FittedPipeline.fit(SIDE_BY_SIDE, columns_of(FIT_DATA), SCHEMA)
+
+
+def each_alone(pipeline: FittedPipeline) -> list[FittedPipeline]:
+    state = pipeline.to_state()
+    return [FittedPipeline.from_state({**state, "features": [feature]}) for feature in state["features"]]
+
+
+def test_side_by_side_repeats_every_transform(side_by_side):
+    transforms = [feature["transform"] for feature in SIDE_BY_SIDE]
+    assert {name for name in TRANSFORMS if transforms.count(name) >= 2} == set(TRANSFORMS)
+    assert side_by_side.output_names[:3] == ["city_top1=north", "city_top1=other", "b_log"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=apply_rows, requests=request_styles, table_style=table_styles)
+def test_a_feature_transforms_alike_beside_any_others(side_by_side, rows, requests, table_style):
+    names = side_by_side.output_names
+    by_rows, by_columns, by_table = three_ways(side_by_side, rows, requests, table_style)
+    assert_bit_identical(by_rows, by_columns, names)
+    assert_bit_identical(by_columns, by_table, names)
+    alone = each_alone(side_by_side)
+    first = as_request(rows[0], as_json=requests[0][0], omit_missing=requests[0][1])
+    assert_bit_identical(np.hstack([single.transform_rows([first]) for single in alone]), by_rows[:1], names)
+    columns = columns_of(rows)
+    assert_bit_identical(np.hstack([single.transform_columns(columns) for single in alone]), by_columns, names)
+    table = table_of(rows, chunks=table_style[0], dictionary=table_style[1])
+    assert_bit_identical(np.hstack([single.transform_table(table) for single in alone]), by_table, names)
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=apply_rows, as_arrow=st.fixed_dictionaries({name: st.booleans() for name in SCHEMA}))
+def test_columns_may_mix_lists_and_arrow_arrays(pipeline, side_by_side, rows, as_arrow):
+    lists, table = columns_of(rows), table_of(rows)
+    mixed = {name: table.column(name) if as_arrow[name] else lists[name] for name in SCHEMA}
+    for fitted in (pipeline, side_by_side):
+        assert_bit_identical(fitted.transform_columns(mixed), fitted.transform_columns(lists), fitted.output_names)
+
+
+def test_no_rows_give_an_empty_matrix(pipeline, side_by_side):
+    for fitted in (pipeline, side_by_side):
+        width = len(fitted.output_names)
+        assert fitted.transform_rows([]).shape == (0, width)
+        assert fitted.transform_columns(columns_of([])).shape == (0, width)
+        assert fitted.transform_table(table_of([])).shape == (0, width)
+
+
 # -- definition_hash --------------------------------------------------------------------------------------
 
 
