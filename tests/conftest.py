@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.core.cache import caches
+from django.core.cache.backends.redis import RedisCache
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
@@ -55,6 +57,19 @@ def _fresh_model_cache():
     model_cache.clear()
     yield
     model_cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_request_budgets():
+    """Request counters start at zero in each test: database ids, and so client keys, repeat across tests."""
+    cache = caches["throttle"]
+    if isinstance(cache, RedisCache):  # only this run's keys: clear() would empty the whole Redis database
+        client = cache._cache.get_client(write=True)
+        keys = list(client.scan_iter(cache.make_key("*")))
+        if keys:
+            client.delete(*keys)
+    else:
+        cache.clear()
 
 
 @pytest.fixture

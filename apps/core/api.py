@@ -31,21 +31,28 @@ def body_limit(view: Any) -> int:
     return getattr(settings, getattr(view, "max_body_setting", "DATA_UPLOAD_MAX_MEMORY_SIZE"))
 
 
+def read_body(stream: Any, parser_context: dict[str, Any] | None) -> bytes:
+    """A parser's body, refused with 413 past the view's size limit: by its declared length before anything
+    is read, else as soon as one byte too many has arrived."""
+    context = parser_context or {}
+    limit = body_limit(context.get("view"))
+    request = context.get("request")
+    declared = request.META.get("CONTENT_LENGTH") if request is not None else None
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise RequestTooLarge(f"Request body of {int(declared)} bytes exceeds the limit of {limit} bytes.")
+    raw = stream.read(limit + 1) if stream is not None else b""
+    if len(raw) > limit:
+        raise RequestTooLarge(f"Request body exceeds the limit of {limit} bytes.")
+    return raw
+
+
 class OrjsonParser(BaseParser):
     """JSON bodies parsed with orjson, refused with 413 past the view's size limit before parsing."""
 
     media_type = "application/json"
 
     def parse(self, stream, media_type=None, parser_context=None):
-        context = parser_context or {}
-        limit = body_limit(context.get("view"))
-        request = context.get("request")
-        declared = request.META.get("CONTENT_LENGTH") if request is not None else None
-        if declared and declared.isdigit() and int(declared) > limit:
-            raise RequestTooLarge(f"Request body of {int(declared)} bytes exceeds the limit of {limit} bytes.")
-        raw = stream.read(limit + 1) if stream is not None else b""
-        if len(raw) > limit:
-            raise RequestTooLarge(f"Request body exceeds the limit of {limit} bytes.")
+        raw = read_body(stream, parser_context)
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
@@ -123,6 +130,7 @@ def error_responses(*codes: int) -> dict[int, Any]:
         409: "Conflicts with the current state.",
         413: "Request body or batch too large.",
         415: "Unsupported content type.",
+        429: "Over the client's request budget; retry after Retry-After seconds.",
         503: "A dependency is unavailable.",
     }
     return {code: OpenApiResponse(ErrorSerializer, description=descriptions[code]) for code in codes}

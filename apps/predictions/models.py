@@ -13,6 +13,7 @@ class PredictionRecord(models.Model):
     class Channel(models.TextChoices):
         API = "api", "REST API"
         PAGE = "page", "Web page"
+        MLFLOW = "mlflow", "MLflow-compatible API"
 
     request_id = models.UUIDField(default=uuid.uuid4, db_index=True)
     row = models.PositiveIntegerField(default=0)

@@ -12,7 +12,10 @@ from apps.data.models import Dataset
 from apps.features.online import store_for_settings
 from apps.predictions.loader import LoadedModel, model_cache
 from apps.predictions.metrics import PREDICTION_LATENCY, PREDICTION_REQUESTS, PREDICTIONS
+from apps.predictions.mlflow_protocol import Inputs, ProtocolError, RowProblems
 from apps.predictions.models import PredictionRecord
+from apps.predictions.open_inference import InferRequest, infer_request_decode
+from apps.registry.training import CLASSIFICATION
 
 ENTITY_FIELD = "entity_id"
 
@@ -82,6 +85,77 @@ def prediction_make(
     PREDICTION_REQUESTS.labels(model=loaded.model_name, status="ok").inc()
     PREDICTION_LATENCY.labels(model=loaded.model_name).observe(time.perf_counter() - started)
     return PredictionResult(request_id=str(request_id), model=loaded, outputs=outputs, explanations=explanations)
+
+
+def prediction_make_from_inputs(
+    *,
+    model_name: str,
+    inputs: Inputs,
+    probabilities: bool = False,
+    alias: str | None = None,
+    version: int | None = None,
+    channel: str = PredictionRecord.Channel.MLFLOW,
+) -> PredictionResult:
+    """Score rows read from a body of MLflow's scoring protocol (`apps.predictions.mlflow_protocol`).
+
+    The version is resolved first, since the rows may need its signature to be read: CSV cells become the
+    types it declares, and a bare value is the input of a one-input model. The rows are then scored by
+    that same version through `prediction_make` (even if the alias moves meanwhile), so validation, the
+    decision log and the metrics are those of every prediction. `probabilities` is refused for a model
+    that has none (regression) before anything is scored.
+    """
+    try:
+        loaded = model_cache.get(model_name, alias=alias, version=version)
+    except NotFound:
+        PREDICTION_REQUESTS.labels(model="-", status="not_found").inc()
+        raise
+    try:
+        if probabilities and loaded.task_type != CLASSIFICATION:
+            raise InvalidInput(
+                f"predict_proba applies to classification models; {loaded.model_name} is a {loaded.task_type} model.",
+                extra={"fields": {"predict_proba": ["is only for classification models"]}},
+            )
+        try:
+            rows = inputs.rows_for(loaded.pipeline.signature())
+        except ProtocolError as exc:
+            raise InvalidInput(exc.message, extra={"fields": exc.fields}) from None
+        except RowProblems as exc:
+            raise InvalidInput(
+                f"{len(exc.problems)} problem(s) with the inputs.", extra={"errors": exc.problems}
+            ) from None
+    except InvalidInput:
+        PREDICTION_REQUESTS.labels(model=loaded.model_name, status="invalid").inc()
+        raise
+    return prediction_make(model_name=model_name, rows=rows, version=loaded.version, channel=channel)
+
+
+def prediction_make_from_tensors(
+    *, model_name: str, body: Any, version: int | None = None, channel: str = PredictionRecord.Channel.API
+) -> tuple[PredictionResult, InferRequest]:
+    """Score the tensors of an Open Inference Protocol V2 request (`apps.predictions.open_inference`).
+
+    The version (the champion unless `version` is given) is resolved first, since the tensors are checked
+    against its signature; the rows are then scored by that same version through `prediction_make` (even if
+    the alias moves meanwhile), so validation, the decision log and the metrics are those of every
+    prediction. Returns the result and the decoded request (its id and the outputs asked for).
+    """
+    try:
+        loaded = model_cache.get(model_name, version=version)
+    except NotFound:
+        PREDICTION_REQUESTS.labels(model="-", status="not_found").inc()
+        raise
+    try:
+        request = infer_request_decode(
+            body,
+            signature=loaded.pipeline.signature(),
+            subject_key=loaded.pipeline.subject_key,
+            task_type=loaded.task_type,
+        )
+    except InvalidInput:
+        PREDICTION_REQUESTS.labels(model=loaded.model_name, status="invalid").inc()
+        raise
+    result = prediction_make(model_name=loaded.model_name, rows=request.rows, version=loaded.version, channel=channel)
+    return result, request
 
 
 def _with_online_features(loaded: LoadedModel, rows: list[Any]) -> list[Any]:

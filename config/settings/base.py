@@ -5,6 +5,7 @@ transport) consumed by a real worker process. Setting DATABASE_URL (PostgreSQL) 
 the database, the broker and the cache to those servers.
 """
 
+import re
 import secrets
 from datetime import timedelta
 from pathlib import Path
@@ -110,6 +111,13 @@ else:
     CACHES = {
         "default": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": VAR_DIR / "cache"}
     }
+# Request counters for fair use: shared by every process through Redis; without Redis, each process counts
+# its own requests.
+CACHES["throttle"] = (
+    {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL, "KEY_PREFIX": "faro-rate"}
+    if REDIS_URL
+    else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "faro-rate"}
+)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -162,6 +170,9 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Operation ids and tags are named after the path below /api (v1_models_predict_create), whatever other
+    # paths (/v2 for the Open Inference Protocol) the schema also lists.
+    "SCHEMA_PATH_PREFIX": "/api",
     "ENUM_NAME_OVERRIDES": {
         "JobStatusEnum": "apps.core.models.JobStatus",
         "ModelVersionStatusEnum": "apps.registry.models.ModelVersion.Status",
@@ -214,6 +225,13 @@ else:
 FARO_ARTEFACT_ROOT = Path(env_str("FARO_ARTEFACT_ROOT", str(VAR_DIR / "artefacts")))
 FARO_PREDICT_MAX_BODY_BYTES = env_int("FARO_PREDICT_MAX_BODY_BYTES", 1024 * 1024, minimum=1024)
 FARO_PREDICT_MAX_ROWS = env_int("FARO_PREDICT_MAX_ROWS", 1000, minimum=1)
+# Fair use: requests a client (a token, else a user, else an address) may make to the scoring endpoints
+# per second, minute or hour ("600/minute"); beyond it 429 with Retry-After. "off": no limit.
+FARO_PREDICT_RATE_LIMIT = env_str("FARO_PREDICT_RATE_LIMIT", "100000/minute")
+if FARO_PREDICT_RATE_LIMIT != "off" and not re.fullmatch(r"[1-9][0-9]*/(second|minute|hour)", FARO_PREDICT_RATE_LIMIT):
+    raise ImproperlyConfigured(
+        f"FARO_PREDICT_RATE_LIMIT={FARO_PREDICT_RATE_LIMIT!r} must look like 600/minute (second, minute or hour) or off"
+    )
 FARO_UPLOAD_MAX_BYTES = env_int("FARO_UPLOAD_MAX_BYTES", 100 * 1024 * 1024, minimum=1024)
 # How long a web process trusts its view of an alias before asking the database again: a promotion
 # reaches every worker within this time.

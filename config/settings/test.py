@@ -1,6 +1,7 @@
 """Test settings: fast and isolated; PostgreSQL and Redis when DATABASE_URL and REDIS_URL are set."""
 
 import os
+import secrets
 import tempfile
 from pathlib import Path
 
@@ -20,4 +21,6 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-{os.getpid()}.sqlite3")}
 
 if not REDIS_URL:  # noqa: F405
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    CACHES = {**CACHES, "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}  # noqa: F405
+# Rate counters of one test run never meet another run's (nor production's) on a shared Redis.
+CACHES["throttle"] = {**CACHES["throttle"], "KEY_PREFIX": f"faro-rate-test-{os.getpid()}-{secrets.token_hex(4)}"}

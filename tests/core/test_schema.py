@@ -84,16 +84,27 @@ def test_the_schema_lists_every_api_operation(schema):
         ("/api/v1/models/{name}/aliases/{alias}/at", "get"),
         ("/api/v1/training-jobs/{job_id}/cancel", "post"),
         ("/api/v1/models/{name}/predict", "post"),
+        ("/api/v1/models/{name}/invocations", "post"),
         ("/api/v1/training-jobs", "get"),
         ("/api/v1/training-jobs", "post"),
         ("/api/v1/training-jobs/{job_id}", "get"),
+        # The Open Inference Protocol V2, at the site's root as its clients expect.
+        ("/v2", "get"),
+        ("/v2/health/live", "get"),
+        ("/v2/health/ready", "get"),
+        ("/v2/models/{name}", "get"),
+        ("/v2/models/{name}/versions/{version}", "get"),
+        ("/v2/models/{name}/ready", "get"),
+        ("/v2/models/{name}/versions/{version}/ready", "get"),
+        ("/v2/models/{name}/infer", "post"),
+        ("/v2/models/{name}/versions/{version}/infer", "post"),
     }
 
 
 def test_the_predict_operation_documents_its_errors_with_the_error_schema(schema):
     operation = schema["paths"][PREDICT_PATH]["post"]
     responses = operation["responses"]
-    assert set(responses) == {"200", "400", "401", "403", "404", "413", "415"}
+    assert set(responses) == {"200", "400", "401", "403", "404", "413", "415", "429"}
     for code in ("400", "401", "403", "404", "413", "415"):
         assert responses[code]["content"] == {"application/json": {"schema": ERROR_REF}}, code
         assert responses[code]["description"], code

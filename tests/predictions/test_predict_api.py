@@ -12,6 +12,7 @@ from apps.governance.services import token_create, token_revoke
 from apps.predictions.models import PredictionRecord
 from apps.registry.services import model_version_promote
 from tests.conftest import FEATURES, train_version, valid_row
+from tests.predictions.conftest import refusing
 
 URL = "/api/v1/models/loan-risk/predict"
 ALLOWED_CITIES = "'east', 'north', 'south'"
@@ -46,16 +47,7 @@ def predict(api, tokens):
 
 @pytest.fixture
 def refused(predict):
-    """Send a request that must be refused with `status`; check nothing was logged; return the JSON body."""
-
-    def call(status: int, body=None, **kwargs):
-        before = PredictionRecord.objects.count()
-        response = predict(body, **kwargs)
-        assert response.status_code == status, response.content
-        assert PredictionRecord.objects.count() == before
-        return response.json()
-
-    return call
+    return refusing(predict)
 
 
 def invalid_rows(*errors):
@@ -550,3 +542,22 @@ def test_other_methods_are_not_allowed(api, champion, tokens, method):
 def test_json_with_a_charset_parameter_is_accepted(predict, champion):
     response = predict({"inputs": [valid_row()]}, content_type="application/json; charset=utf-8")
     assert response.status_code == 200, response.content
+
+
+def test_a_client_over_its_budget_gets_429_with_retry_after(api, tokens, champion, settings):
+    settings.FARO_PREDICT_RATE_LIMIT = "3/hour"
+    before = PredictionRecord.objects.count()
+    answers = [api.call("post", URL, tokens["predict"], {"inputs": [valid_row()]}) for _ in range(4)]
+    assert [answer.status_code for answer in answers] == [200, 200, 200, 429]
+    refused = answers[-1]
+    assert refused.json() == {
+        "message": f"Request was throttled. Expected available in {refused['Retry-After']} seconds.",
+        "extra": {},
+    }
+    assert 1 <= int(refused["Retry-After"]) <= 3600
+    assert PredictionRecord.objects.count() == before + 3
+    # Another client has its own budget.
+    other = token_create(name="other-client", scopes=["predict"])[1]
+    assert api.call("post", URL, other, {"inputs": [valid_row()]}).status_code == 200
+    settings.FARO_PREDICT_RATE_LIMIT = "off"
+    assert api.call("post", URL, tokens["predict"], {"inputs": [valid_row()]}).status_code == 200

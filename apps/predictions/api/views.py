@@ -7,6 +7,7 @@ from apps.core.api import error_responses
 from apps.core.errors import InvalidInput
 from apps.governance.models import ApiToken
 from apps.governance.permissions import HasScope
+from apps.governance.throttling import ClientRateThrottle
 from apps.predictions.services import prediction_make
 
 
@@ -33,11 +34,12 @@ class PredictApi(APIView):
 
     required_scope = ApiToken.Scope.PREDICT
     permission_classes = [HasScope]
+    throttle_classes = [ClientRateThrottle]
     max_body_setting = "FARO_PREDICT_MAX_BODY_BYTES"
 
     @extend_schema(
         request=PredictRequestSerializer,
-        responses={200: PredictResponseSerializer, **error_responses(400, 401, 403, 404, 413, 415)},
+        responses={200: PredictResponseSerializer, **error_responses(400, 401, 403, 404, 413, 415, 429)},
     )
     def post(self, request, name: str):
         body = request.data
