@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.db import DatabaseError
 from django.http import Http404, JsonResponse
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import exceptions, serializers, status
@@ -89,6 +90,13 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         return Response(error_body(exc.message, exc.extra), status=exc.status_code)
     if isinstance(exc, Http404):
         return Response(error_body(str(exc) or "Not found."), status=404)
+    if isinstance(exc, DatabaseError):  # e.g. the database is down: nothing was decided or recorded
+        logger.error("Database error answering %s: %s", getattr(context.get("request"), "path", "?"), exc)
+        return Response(
+            error_body("The database is unavailable; nothing was recorded. Retry later."),
+            status=503,
+            headers={"Retry-After": "1"},
+        )
     if isinstance(exc, DjangoPermissionDenied):
         return Response(error_body("You do not have permission to perform this action."), status=403)
     if isinstance(exc, exceptions.ValidationError):

@@ -84,6 +84,8 @@ def validate_request_rows(
                         "message": "must be a string or integer of at most 200 characters",
                     }
                 )
+            elif "\x00" in str(subject):
+                problems.append({"row": index, "field": subject_key, "message": "must not contain NUL characters"})
         problems.extend({"row": index, "field": field, "message": message} for field, message in check(row))
         if len(problems) >= MAX_PROBLEMS:
             break

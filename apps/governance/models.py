@@ -1,4 +1,4 @@
-"""Governance: the hash-chained audit log and API tokens."""
+"""Governance: the hash-chained audit log, API tokens and requests for human review."""
 
 from django.conf import settings
 from django.db import models
@@ -63,3 +63,32 @@ class ApiToken(models.Model):
 
     def has_scope(self, scope: str) -> bool:
         return scope in self.scopes or self.Scope.ADMIN in self.scopes
+
+
+class ReviewRequest(models.Model):
+    """A person asked for a human to review an automated decision (GDPR Art. 22(3)).
+
+    It names the decision by its request id; the review workflow (assignment, outcome) builds on it.
+    """
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        IN_REVIEW = "in_review", "In review"
+        UPHELD = "upheld", "Decision upheld"
+        CHANGED = "changed", "Decision changed"
+
+    request_id = models.UUIDField(db_index=True, help_text="The decision's request id in the decision log.")
+    model_name = models.CharField(max_length=63)
+    model_version = models.PositiveIntegerField()
+    subject_id = models.CharField(max_length=200, blank=True)
+    reason = models.TextField(blank=True, help_text="What the person wrote, if anything.")
+    contact = models.CharField(max_length=200, blank=True, help_text="How to reach the person, if they said.")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [models.UniqueConstraint(fields=["request_id"], name="one_review_per_decision")]
+
+    def __str__(self) -> str:
+        return f"review of decision {self.request_id} ({self.status})"

@@ -1,10 +1,11 @@
-"""Governance services: appending to the audit chain, verifying it, and API tokens."""
+"""Governance services: appending to the audit chain, verifying it, API tokens and requests for human review."""
 
 import hashlib
 import hmac
 import secrets
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -14,8 +15,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from apps.core.errors import InvalidInput
-from apps.governance.models import ApiToken, AuditEvent, AuditHead
+from apps.core.errors import Conflict, InvalidInput
+from apps.governance.models import ApiToken, AuditEvent, AuditHead, ReviewRequest
 
 GENESIS = "0" * 64
 TOKEN_PREFIX = "faro"  # noqa: S105 -- a public marker, not a secret
@@ -213,3 +214,90 @@ def token_authenticate(plaintext: str) -> ApiToken | None:
     if token.expires_at is not None and token.expires_at <= timezone.now():
         return None
     return token
+
+
+REVIEW_REASON_MAX_CHARS = 2000
+REVIEW_CONTACT_MAX_CHARS = ReviewRequest._meta.get_field("contact").max_length
+
+
+def review_request_create(
+    *,
+    request_id: uuid.UUID | str,
+    model_name: str,
+    model_version: int,
+    subject_id: str = "",
+    reason: str = "",
+    contact: str = "",
+    actor: Any = None,
+) -> ReviewRequest:
+    """Record that a person asked for a human to review the decision `request_id` (GDPR Art. 22(3)).
+
+    The caller looked the decision up in the decision log and passes what names it (governance cannot read
+    that log). Idempotent: one review per decision; asking again returns the first request unchanged, and
+    writes no second audit event. The audit event names the decision, never what the person wrote: the
+    reason and the contact stay in the review row (which erasure can reach), not in the append-only chain.
+    """
+    reason, contact = reason.strip(), contact.strip()
+    problems: dict[str, list[str]] = {}
+    if len(reason) > REVIEW_REASON_MAX_CHARS:
+        problems["reason"] = [f"Ensure this value has at most {REVIEW_REASON_MAX_CHARS} characters."]
+    if len(contact) > REVIEW_CONTACT_MAX_CHARS:
+        problems["contact"] = [f"Ensure this value has at most {REVIEW_CONTACT_MAX_CHARS} characters."]
+    if problems:
+        raise InvalidInput("The request for review is too long.", extra={"fields": problems})
+    request_id = uuid.UUID(str(request_id))
+    with transaction.atomic():
+        review, created = ReviewRequest.objects.get_or_create(
+            request_id=request_id,
+            defaults={
+                "model_name": model_name,
+                "model_version": model_version,
+                "subject_id": subject_id,
+                "reason": reason,
+                "contact": contact,
+            },
+        )
+        if created:
+            audit_record(
+                actor=actor,
+                action="review_request.created",
+                target=review,
+                data={
+                    "request_id": str(request_id),
+                    "model_name": model_name,
+                    "model_version": model_version,
+                    "with_reason": bool(reason),
+                    "with_contact": bool(contact),
+                },
+            )
+    return review
+
+
+def review_request_status_set(
+    *, review: ReviewRequest, status: str, actor: Any, seen_status: str | None = None
+) -> ReviewRequest:
+    """Move a request for review to `status` (the console's edit). One conditional update from the status the
+    caller saw (`seen_status`, else `review.status`), so of two reviewers editing at once only the first
+    moves it and the second gets a Conflict; a change is audited, setting the same status is not."""
+    if status not in ReviewRequest.Status.values:
+        raise InvalidInput(
+            f"Unknown status {status!r}; choose from {', '.join(ReviewRequest.Status.values)}.",
+            extra={"fields": {"status": [f"Unknown status {status!r}."]}},
+        )
+    previous = seen_status or review.status
+    if status == previous:
+        return review
+    with transaction.atomic():
+        changed = ReviewRequest.objects.filter(pk=review.pk, status=previous).update(status=status)
+        if not changed:
+            raise Conflict(
+                f"The review's status changed meanwhile (it is no longer {previous!r}); reload and try again."
+            )
+        audit_record(
+            actor=actor,
+            action="review_request.status_changed",
+            target=review,
+            data={"request_id": str(review.request_id), "from": previous, "to": status},
+        )
+    review.refresh_from_db()
+    return review

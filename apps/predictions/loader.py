@@ -4,9 +4,12 @@ view of aliases so that a promotion reaches every worker within FARO_ALIAS_TTL_S
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +18,7 @@ from django.conf import settings
 
 from apps.features.pipeline import FittedPipeline
 from apps.features.transforms import FeaturePipeline
+from apps.predictions.minimise import minimiser
 from apps.registry.models import ModelVersion
 from apps.registry.scoring import BoosterScorer, OnnxVersionScorer, version_pipeline, version_scorer
 from apps.registry.selectors import model_version_by_number, model_version_for_alias
@@ -32,6 +36,7 @@ class LoadedModel:
     pipeline: FeaturePipeline | FittedPipeline
     scorer: BoosterScorer | OnnxVersionScorer
     favourable_label: str
+    minimise: Callable[[dict[str, Any]], dict[str, Any]]
 
     @property
     def booster(self) -> Any:
@@ -112,7 +117,15 @@ class LoadedModel:
         return explanations
 
 
+def pseudonym_key() -> bytes:
+    """FARO_PSEUDONYM_KEY, else a key derived from SECRET_KEY for this purpose only."""
+    if settings.FARO_PSEUDONYM_KEY:
+        return settings.FARO_PSEUDONYM_KEY.encode()
+    return hmac.new(settings.SECRET_KEY.encode(), b"faro decision-log pseudonyms", hashlib.sha256).digest()
+
+
 def _load(version: ModelVersion) -> LoadedModel:
+    pipeline = version_pipeline(version)
     return LoadedModel(
         version_id=version.pk,
         model_name=version.registered_model.name,
@@ -120,9 +133,14 @@ def _load(version: ModelVersion) -> LoadedModel:
         sha256=version.artefact_sha256,
         task_type=version.task_type,
         labels=list(version.labels),
-        pipeline=version_pipeline(version),
+        pipeline=pipeline,
         scorer=version_scorer(version),
         favourable_label=version.registered_model.favourable_label,
+        minimise=minimiser(
+            column_tags=version.dataset_version.dataset.column_tags or {},
+            subject_key=pipeline.subject_key,
+            key=pseudonym_key(),
+        ),
     )
 
 

@@ -4,7 +4,8 @@ from django.http import Http404
 from django.shortcuts import render
 
 from apps.core.errors import FaroError, NotFound
-from apps.predictions.forms import decision_form_class
+from apps.governance.services import actor_ref
+from apps.predictions.forms import decision_form_class, input_descriptions
 from apps.predictions.loader import model_cache
 from apps.predictions.models import PredictionRecord
 from apps.predictions.services import prediction_make
@@ -28,13 +29,19 @@ def decision(request, name: str):
             {"status": exc.status_code, "message": "Decisions are unavailable right now. Please try again later."},
             status=exc.status_code,
         )
-    form_class = decision_form_class(loaded.pipeline.signature())
+    form_class = decision_form_class(loaded.pipeline.signature(), input_descriptions(loaded.pipeline))
     form = form_class(request.POST if request.method == "POST" else None)
     context = {"model_name": name, "form": form, "version": loaded.version}
     if request.method == "POST" and form.is_valid():
         row = dict(form.cleaned_data)
         try:
-            result = prediction_make(model_name=name, rows=[row], explain=True, channel=PredictionRecord.Channel.PAGE)
+            result = prediction_make(
+                model_name=name,
+                rows=[row],
+                explain=True,
+                channel=PredictionRecord.Channel.PAGE,
+                client=actor_ref(request.user),
+            )
         except FaroError as exc:
             for problem in exc.extra.get("errors", []):
                 if problem.get("field") in form.fields:

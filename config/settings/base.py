@@ -5,6 +5,7 @@ transport) consumed by a real worker process. Setting DATABASE_URL (PostgreSQL) 
 the database, the broker and the cache to those servers.
 """
 
+import os
 import re
 import secrets
 from datetime import timedelta
@@ -94,9 +95,14 @@ else:
 
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # IMMEDIATE makes concurrent writers queue instead of failing on upgrade; WAL lets the web
-    # read while the worker writes.
+    # read while the worker writes; synchronous=FULL syncs the WAL at every commit, so an acknowledged
+    # decision survives a power loss.
     DATABASES["default"].setdefault("OPTIONS", {}).update(
-        {"transaction_mode": "IMMEDIATE", "timeout": 30, "init_command": "PRAGMA journal_mode=WAL;"}
+        {
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 30,
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;",
+        }
     )
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0)
@@ -233,9 +239,16 @@ if FARO_PREDICT_RATE_LIMIT != "off" and not re.fullmatch(r"[1-9][0-9]*/(second|m
         f"FARO_PREDICT_RATE_LIMIT={FARO_PREDICT_RATE_LIMIT!r} must look like 600/minute (second, minute or hour) or off"
     )
 FARO_UPLOAD_MAX_BYTES = env_int("FARO_UPLOAD_MAX_BYTES", 100 * 1024 * 1024, minimum=1024)
-# How long a web process trusts its view of an alias before asking the database again: a promotion
-# reaches every worker within this time.
+# How long a web process trusts its view of an alias or a traffic policy before asking the database again:
+# a promotion or a policy change reaches every worker within this time.
 FARO_ALIAS_TTL_SECONDS = env_float("FARO_ALIAS_TTL_SECONDS", 1.0, minimum=0.0)
+# The key of the pseudonyms that replace personal inputs in the decision log; without it, one derived from
+# SECRET_KEY (so rotating SECRET_KEY changes new pseudonyms: set this to keep them stable).
+FARO_PSEUDONYM_KEY = env_str("FARO_PSEUDONYM_KEY", "")
+# Canaries are judged against the champion this often (and rolled back when worse by the policy's margins).
+FARO_CANARY_CHECK_SECONDS = env_float("FARO_CANARY_CHECK_SECONDS", 30.0, minimum=1.0)
+# Shadow scoring runs on a thread of each web process; requests beyond this many waiting are not shadowed.
+FARO_SHADOW_QUEUE_SIZE = env_int("FARO_SHADOW_QUEUE_SIZE", 1000, minimum=1)
 # A running job renews its lease while it works; one whose lease lapses (its worker died) is queued again
 # by the reaper, up to FARO_JOB_MAX_ATTEMPTS attempts, then failed with the reason.
 FARO_JOB_LEASE_SECONDS = env_float("FARO_JOB_LEASE_SECONDS", 120.0, minimum=1.0)
@@ -245,6 +258,20 @@ CELERY_BEAT_SCHEDULE["registry.training_jobs_reap"] = {
     "task": "registry.training_jobs_reap",
     "schedule": timedelta(seconds=FARO_JOB_REAP_INTERVAL_SECONDS),
     "options": {"expire_seconds": max(1, round(FARO_JOB_REAP_INTERVAL_SECONDS))},
+}
+CELERY_BEAT_SCHEDULE["predictions.batch_jobs_reap"] = {
+    "task": "predictions.batch_jobs_reap",
+    "schedule": timedelta(seconds=FARO_JOB_REAP_INTERVAL_SECONDS),
+    "options": {"expire_seconds": max(1, round(FARO_JOB_REAP_INTERVAL_SECONDS))},
+}
+# Batch scoring reads, scores and writes this many rows at a time (fewer for wide inputs: about 64 MB of values
+# per chunk at most), and scores this many chunks at once, each on one thread (default: one per core).
+FARO_BATCH_CHUNK_ROWS = env_int("FARO_BATCH_CHUNK_ROWS", 262_144, minimum=1_000)
+FARO_BATCH_THREADS = env_int("FARO_BATCH_THREADS", os.cpu_count() or 1, minimum=1)
+CELERY_BEAT_SCHEDULE["predictions.canaries_check"] = {
+    "task": "predictions.canaries_check",
+    "schedule": timedelta(seconds=FARO_CANARY_CHECK_SECONDS),
+    "options": {"expire_seconds": max(1, round(FARO_CANARY_CHECK_SECONDS))},
 }
 # The code version recorded in every model version's lineage (e.g. the release's git commit).
 FARO_CODE_VERSION = env_str("FARO_CODE_VERSION", "")

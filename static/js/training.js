@@ -9,9 +9,7 @@
 (function () {
   "use strict";
 
-  var POLL_MS = 1000;
-  var MAX_POLL_FAILURES = 10;
-  var FINISHED = ["succeeded", "failed", "cancelled"];
+  var FINISHED = window.faroDom.FINISHED;
   var STATUS_TEXT = {
     queued: "Queued",
     running: "Running",
@@ -59,7 +57,6 @@
     var trialBody = trials && trials.querySelector('[data-field="trials"]');
     var trialCount = trials && trials.querySelector('[data-field="trial-count"]');
     var shownTrials = trialBody ? trialBody.children.length : 0;
-    var timer = null;
 
     function show(job) {
       var fraction = Math.max(0, Math.min(1, job.progress || 0));
@@ -83,48 +80,7 @@
       }
     }
 
-    function poll(failures) {
-      fetch(statusUrl, { credentials: "same-origin", headers: { Accept: "application/json" }, cache: "no-store" })
-        .then(function (response) {
-          if (!response.ok) throw new Error("HTTP " + response.status);
-          return response.json();
-        })
-        .then(function (job) {
-          show(job);
-          if (FINISHED.indexOf(job.status) >= 0) {
-            window.location.reload();
-            return;
-          }
-          timer = setTimeout(function () { poll(0); }, POLL_MS);
-        })
-        .catch(function () {
-          if (failures + 1 >= MAX_POLL_FAILURES) {
-            // The server-rendered page still knows the state: fall back to refreshing it.
-            window.location.reload();
-            return;
-          }
-          timer = setTimeout(function () { poll(failures + 1); }, POLL_MS * (failures + 2));
-        });
-    }
-
-    if (cancelForm && window.FormData) {
-      cancelForm.addEventListener("submit", function (event) {
-        event.preventDefault();
-        var button = cancelForm.querySelector("button");
-        button.disabled = true;
-        fetch(cancelForm.action, { method: "POST", body: new FormData(cancelForm), credentials: "same-origin" })
-          .then(function (response) {
-            if (!response.ok) throw new Error("HTTP " + response.status);
-            clearTimeout(timer);
-            poll(0);
-          })
-          .catch(function () {
-            cancelForm.submit();
-          });
-      });
-    }
-
-    poll(0);
+    window.faroDom.followJob(statusUrl, cancelForm, show);
   }
 
   document.addEventListener("DOMContentLoaded", function () {

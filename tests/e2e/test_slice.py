@@ -392,9 +392,20 @@ def test_promotion_reaches_every_web_worker(slice_: Slice) -> None:
 
     rolled_back = measure_switch(s, rollback, 1)
     assert champion_version(s) == 1
+
+    # A traffic policy change travels the same way: the whole default traffic to a canary, and back.
+    def canary(version: int | None, percent: float) -> None:
+        body = {"canary_version": version, "canary_percent": percent}
+        response = s.call("PATCH", f"/api/v1/models/{MODEL}/traffic", json=body)
+        assert response.status_code == 200, response.text
+        assert (response.json()["canary_version"], response.json()["canary_percent"]) == (version, percent)
+
+    canary_on = measure_switch(s, lambda: canary(new, 100.0), new)
+    canary_off = measure_switch(s, lambda: canary(None, 0.0), 1)
     print(
         f"promotion: first v{new} at {promoted['first']:.3f} s, all at {promoted['all']:.3f} s; "
-        f"rollback: first v1 at {rolled_back['first']:.3f} s, all at {rolled_back['all']:.3f} s"
+        f"rollback: first v1 at {rolled_back['first']:.3f} s, all at {rolled_back['all']:.3f} s; "
+        f"canary on: all at {canary_on['all']:.3f} s, off: all at {canary_off['all']:.3f} s"
     )
     assert_metrics_match(s)
 

@@ -404,10 +404,11 @@ def test_a_prediction_by_entity_id_equals_one_with_the_full_row(api, tokens, loa
     assert response.status_code == 200, response.content
     assert response.json()["outputs"] == expected.json()["outputs"]
     logged = PredictionRecord.objects.filter(request_id=response.json()["request_id"]).order_by("row")
-    assert [(record.subject_id, record.inputs) for record in logged] == [
+    # The subject key is logged once, as subject_id, not among the inputs.
+    assert [(record.subject_id, {"customer_id": record.subject_id, **record.inputs}) for record in logged] == [
         ("C0005", full[0]),
         ("C0007", full[1]),
-        ("", full[2]),
+        ("", {"customer_id": "", **full[2]}),
     ]
 
 

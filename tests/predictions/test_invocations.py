@@ -209,7 +209,10 @@ def test_the_subject_key_is_kept_in_every_format(invoke, champion):
         response = invoke(raw=body, content_type=content_type)
         assert response.status_code == 200, response.content
         records = PredictionRecord.objects.filter(request_id=response["X-Request-ID"]).order_by("row")
-        assert [(record.subject_id, record.inputs) for record in records] == [("C9001", rows[0]), ("C9002", rows[1])]
+        assert [(record.subject_id, {"customer_id": record.subject_id, **record.inputs}) for record in records] == [
+            ("C9001", rows[0]),
+            ("C9002", rows[1]),
+        ]
 
 
 def test_the_response_headers_name_the_request_and_the_version(invoke, champion):

@@ -97,10 +97,12 @@ def test_many_rows_keep_their_order_and_the_subject_key(predict, champion):
     body = response.json()
     assert [output["label"] for output in body["outputs"]] == ["yes", "no", "yes"]
     records = PredictionRecord.objects.filter(request_id=body["request_id"]).order_by("row")
+    # The subject key is kept once, as the record's subject_id, not among the inputs.
+    without_key = [{name: value for name, value in row.items() if name != "customer_id"} for row in rows]
     assert [(record.row, record.subject_id, record.inputs) for record in records] == [
-        (0, "C9001", rows[0]),
-        (1, "C9002", rows[1]),
-        (2, "", rows[2]),
+        (0, "C9001", without_key[0]),
+        (1, "C9002", without_key[1]),
+        (2, "", without_key[2]),
     ]
     assert [record.output for record in records] == body["outputs"]
 
@@ -561,3 +563,14 @@ def test_a_client_over_its_budget_gets_429_with_retry_after(api, tokens, champio
     assert api.call("post", URL, other, {"inputs": [valid_row()]}).status_code == 200
     settings.FARO_PREDICT_RATE_LIMIT = "off"
     assert api.call("post", URL, tokens["predict"], {"inputs": [valid_row()]}).status_code == 200
+
+
+def test_a_nul_character_in_the_subject_key_or_entity_id_is_refused(refused, champion):
+    """PostgreSQL text cannot hold NUL: refused as bad input, never a database error."""
+    body = {"inputs": [valid_row(customer_id="C\x001"), {"entity_id": "E\x00"}]}
+    assert refused(400, body) == invalid_rows(
+        problem(1, "entity_id", "must not contain NUL characters"),
+    )
+    assert refused(400, {"inputs": [valid_row(customer_id="C\x001")]}) == invalid_rows(
+        problem(0, "customer_id", "must not contain NUL characters"),
+    )

@@ -176,7 +176,7 @@ def test_three_rows_score_as_the_predict_endpoint_does_and_are_logged(triton, au
     assert [
         (record.row, record.model_version_id, record.channel, record.subject_id, record.inputs, record.output)
         for record in records
-    ] == [(index, champion.pk, "api", "", ROWS[index], from_predict[index]) for index in range(3)]
+    ] == [(index, champion.pk, "v2", "", ROWS[index], from_predict[index]) for index in range(3)]
 
 
 @live
@@ -258,7 +258,10 @@ def test_nested_data_the_subject_key_and_one_requested_output(infer, api, tokens
         "outputs": [probabilities],
     }
     records = PredictionRecord.objects.filter(request_id=response["X-Request-ID"]).order_by("row")
-    assert [(record.subject_id, record.inputs) for record in records] == [("C9001", rows[0]), ("C9002", rows[1])]
+    assert [(record.subject_id, {"customer_id": record.subject_id, **record.inputs}) for record in records] == [
+        ("C9001", rows[0]),
+        ("C9002", rows[1]),
+    ]
 
 
 def test_a_named_version_scores_and_is_logged_as_that_version(

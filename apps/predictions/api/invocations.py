@@ -18,6 +18,7 @@ from apps.core.api import OrjsonParser, error_responses, exception_handler, read
 from apps.core.errors import InvalidInput
 from apps.governance.models import ApiToken
 from apps.governance.permissions import HasScope
+from apps.governance.services import actor_ref
 from apps.governance.throttling import ClientRateThrottle
 from apps.predictions.mlflow_protocol import (
     EMPTY_CSV,
@@ -223,6 +224,7 @@ class InvocationsApi(APIView):
                 probabilities=probabilities,
                 alias=query.alias,
                 version=query.version,
+                client=actor_ref(request.user),
             )
         except InvalidInput as exc:
             raise _naming_the_first_problem(exc) from None

@@ -23,6 +23,7 @@ from apps.core.api import ErrorSerializer, OrjsonParser, error_body, error_respo
 from apps.core.errors import FaroError, InvalidInput
 from apps.governance.models import ApiToken
 from apps.governance.permissions import HasScope
+from apps.governance.services import actor_ref
 from apps.governance.throttling import ClientRateThrottle
 from apps.predictions import open_inference
 from apps.predictions.loader import LoadedModel, model_cache
@@ -269,7 +270,9 @@ class V2InferApi(V2ModelApi):
         responses={200: V2InferResponseSerializer, **error_responses(400, 401, 403, 404, 413, 415, 429, 503)},
     )
     def post(self, request, name: str, version: int | None = None):
-        result, decoded = prediction_make_from_tensors(model_name=name, body=request.data, version=version)
+        result, decoded = prediction_make_from_tensors(
+            model_name=name, body=request.data, version=version, client=actor_ref(request.user)
+        )
         loaded = result.model
         outputs = open_inference.output_tensors(
             outputs=result.outputs, labels=loaded.labels, task_type=loaded.task_type, names=decoded.outputs

@@ -7,6 +7,7 @@ from apps.core.api import error_responses
 from apps.core.errors import InvalidInput
 from apps.governance.models import ApiToken
 from apps.governance.permissions import HasScope
+from apps.governance.services import actor_ref
 from apps.governance.throttling import ClientRateThrottle
 from apps.predictions.services import prediction_make
 
@@ -65,7 +66,14 @@ class PredictApi(APIView):
             problems["explain"] = ["Must be true or false."]
         if problems:
             raise InvalidInput("Invalid request body.", extra={"fields": problems})
-        result = prediction_make(model_name=name, rows=body["inputs"], alias=alias, version=version, explain=explain)
+        result = prediction_make(
+            model_name=name,
+            rows=body["inputs"],
+            alias=alias,
+            version=version,
+            explain=explain,
+            client=actor_ref(request.user),
+        )
         payload = {
             "request_id": result.request_id,
             "model": result.model.model_name,
