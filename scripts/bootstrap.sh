@@ -41,3 +41,20 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements/local.txt -c requirements/constraints.txt
   echo "$want" > "$stamp"
 fi
+
+# The browser tests (tests/e2e/test_decision_browser.py) drive the system's Chromium through Playwright;
+# `playwright install` is never used (it downloads browsers). Installed here only as root with apt-get.
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "Installing Chromium for the browser tests (apt-get install chromium) ..." >&2
+    log=$(mktemp)
+    if ! { DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >"$log" 2>&1 \
+        || { apt-get update -q >>"$log" 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >>"$log" 2>&1; }; }; then
+      tail -n 20 "$log" >&2
+      echo "Could not install Chromium with apt-get (above); the browser tests fail until 'chromium' is installed." >&2
+    fi
+    rm -f "$log"
+  else
+    echo "Chromium is missing, so the browser tests will fail: install it (Debian/Ubuntu: 'sudo apt-get install -y chromium')." >&2
+  fi
+fi

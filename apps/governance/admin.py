@@ -1,8 +1,9 @@
-from django.contrib import admin
+from django.contrib import admin, messages
 
 from apps.core.admin import ReadOnlyAdmin
-from apps.governance.models import ApiToken, AuditEvent
-from apps.governance.services import token_revoke
+from apps.core.errors import FaroError
+from apps.governance.models import ApiToken, AuditEvent, ReviewRequest
+from apps.governance.services import review_request_status_set, token_revoke
 
 
 @admin.register(AuditEvent)
@@ -32,3 +33,30 @@ class ApiTokenAdmin(admin.ModelAdmin):
         for token in queryset:
             token_revoke(token=token, actor=request.user)
         self.message_user(request, f"Revoked {queryset.count()} token(s).")
+
+
+@admin.register(ReviewRequest)
+class ReviewRequestAdmin(admin.ModelAdmin):
+    """Requests for a human review of a decision. People make them on the decision page; here only the status
+    moves, through the service, so each change is audited."""
+
+    list_display = ["request_id", "model_name", "model_version", "status", "created_at"]
+    list_filter = ["status", "model_name"]
+    search_fields = ["request_id"]
+    date_hierarchy = "created_at"
+    fields = ["request_id", "model_name", "model_version", "subject_id", "reason", "contact", "status", "created_at"]
+    readonly_fields = ["request_id", "model_name", "model_version", "subject_id", "reason", "contact", "created_at"]
+
+    def has_add_permission(self, request):
+        return False  # asked for by the person the decision is about, on the decision page
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def save_model(self, request, obj, form, change):
+        try:
+            review_request_status_set(
+                review=obj, status=form.cleaned_data["status"], actor=request.user, seen_status=form.initial["status"]
+            )
+        except FaroError as exc:
+            self.message_user(request, f"Status not changed: {exc.message}", messages.ERROR)
