@@ -5,9 +5,14 @@ JSON body with orjson (as Faro's parser does), builds a float32 row in the model
 (categories encoded by their index in the stored vocabulary, as Faro's FeaturePipeline does), calls
 `Booster.inplace_predict` and answers the label and the class probabilities.
 
+With "scorer": "onnx" in the spec, it scores with onnxruntime on the version's verified ONNX export instead
+(apps.registry.onnx_models.OnnxScorer, one thread), so that an ONNX-serving Faro can be compared with a bare
+view that scores the same way.
+
 Configured by BENCH_BARE_SPEC, the path of a JSON file written by bench/serving.py:
     {"model": str, "version": int, "artefact": absolute path, "sha256": str,
-     "labels": [...], "feature_state": {...}}
+     "labels": [...], "feature_state": {...},
+     "scorer": "xgboost" | "onnx" (default xgboost), "onnx_artefact": absolute path, "onnx_sha256": str}
 Served by gunicorn as `bench.bare_app:application`.
 """
 
@@ -42,12 +47,35 @@ settings.configure(
 django.setup()
 
 _spec = orjson.loads(Path(os.environ["BENCH_BARE_SPEC"]).read_bytes())
-_raw = Path(_spec["artefact"]).read_bytes()
-if hashlib.sha256(_raw).hexdigest() != _spec["sha256"]:
-    raise RuntimeError(f"{_spec['artefact']} does not match its SHA-256")
-BOOSTER = xgb.Booster()
-BOOSTER.load_model(bytearray(_raw))
-BOOSTER.set_param({"nthread": 1})  # as Faro's loader does
+
+
+def _verified(path: str, sha256: str) -> bytes:
+    raw = Path(path).read_bytes()
+    if hashlib.sha256(raw).hexdigest() != sha256:
+        raise RuntimeError(f"{path} does not match its SHA-256")
+    return raw
+
+
+SCORER = _spec.get("scorer", "xgboost")
+if SCORER == "onnx":
+    from apps.registry.onnx_models import OnnxScorer
+
+    _onnx = OnnxScorer(_verified(_spec["onnx_artefact"], _spec["onnx_sha256"]))  # one thread, as Faro's loader
+
+    def predict_raw(matrix: np.ndarray) -> np.ndarray:
+        out = np.asarray(_onnx.predict(np.ascontiguousarray(matrix, dtype=np.float32)))
+        return out[:, 1] if len(LABELS) == 2 and out.ndim == 2 else out  # the booster's shape: P(second label)
+
+elif SCORER == "xgboost":
+    BOOSTER = xgb.Booster()
+    BOOSTER.load_model(bytearray(_verified(_spec["artefact"], _spec["sha256"])))
+    BOOSTER.set_param({"nthread": 1})  # as Faro's loader does
+
+    def predict_raw(matrix: np.ndarray) -> np.ndarray:
+        return np.asarray(BOOSTER.inplace_predict(matrix))
+
+else:
+    raise RuntimeError(f"Unknown scorer {SCORER!r}; expected xgboost or onnx")
 LABELS = list(_spec["labels"])
 PREFIX = {"model": _spec["model"], "version": _spec["version"]}
 NAN = math.nan
@@ -101,7 +129,7 @@ def predict(request):
         return _bad_request("Expected {'inputs': [row, ...]} with numbers and known categories.")
     if not len(rows):
         return _bad_request("'inputs' is empty.")
-    raw = np.asarray(BOOSTER.inplace_predict(matrix))
+    raw = predict_raw(matrix)
     binary = len(LABELS) == 2
     probabilities = np.column_stack([1.0 - raw, raw]) if binary else raw.reshape(len(rows), len(LABELS))
     outputs = [

@@ -1,32 +1,46 @@
-"""Single-row serving throughput of Faro against a bare Django baseline, on this machine.
+"""Serving throughput of Faro against a bare Django baseline, on this machine: single rows and 1000-row batches.
 
-What is measured: requests per second, p50 and p99 latency and errors for one German Credit row per
-request, POSTed by a fixed number of concurrent clients on loopback, against two servers that both run
-under gunicorn with 2 sync workers and score the same XGBoost artefact:
+What is measured, in two phases: requests per second (and rows per second), p50 and p99 latency and errors
+when a fixed number of concurrent clients POST on loopback (1) one German Credit row per request, (2) 1000
+rows per request (the demo file's 1000 rows), against two servers that both run under gunicorn with the
+same worker model (default: config/gunicorn.py's 2 sync workers) and score the same XGBoost artefact:
 
 - faro: the real product with production settings (PostgreSQL, Redis, Prometheus multiprocess metrics),
   `POST /api/v1/models/credit-risk/predict` with a Bearer token. Every request goes through the full
-  middleware stack, DRF, token authentication, signature validation, the feature pipeline, the model, and
-  the prediction log (one INSERT per request).
+  middleware stack, DRF, token authentication, the per-client throttle (Redis), the traffic policy, signature
+  validation, the feature pipeline, the model, the decision log (one INSERT + COMMIT per request, one row per
+  scored row) and the Prometheus counters.
 - baseline: bench/bare_app.py, a one-view Django app with no database and no middleware that parses the
-  body, encodes the row in the same feature order with the same vocabularies and calls
-  `Booster.inplace_predict` on the same file.
+  body, transforms the rows with the same fitted feature pipeline and calls `Booster.inplace_predict` on the
+  same file (with --baseline-scorer onnx: onnxruntime on the version's verified ONNX export, for comparing
+  with a Faro that scores through ONNX).
 
-The ratio faro_rps / baseline_rps is what Faro's extra work costs; PERF-NOTES.md puts the bare stack at
-~2,400 single-row req/s with 8 clients on 2 cores. The load generator shares the 2 cores with the server
-under test; both servers are measured the same way, one after the other, in the same run.
+The ratios faro / baseline (req/s for single rows, rows/s for batches) are what Faro's extra work costs;
+PERF-NOTES.md puts the bare stack at ~2,400 single-row req/s with 8 clients on 2 cores. The goals of the
+serving issue on a 2-core machine: single-row ratio >= 0.60, Faro's p99 <= 10 ms at 8 clients, Faro's
+1000-row batches >= 100 k rows/s.
 
-The load generator is wrk when it is on PATH (a Lua script sets the POST body and counts non-200
-answers), otherwise N Python client processes, each with its own http.client connection. gunicorn's sync
-workers close the connection after every answer, so in both cases each request opens a new connection.
-Errors are answers other than 200 and requests without an answer, warm-up included; Faro's prediction
-log must also hold at least one row per 200 it answered.
+Pinning: the server under test (gunicorn master and workers) runs on core 0 and the load generator on core 1
+(`taskset`, util-linux), so the two never compete for a core. PostgreSQL and Redis are not pinned: they are
+shared services of the machine and run wherever the scheduler puts them. --no-pin runs everything unpinned.
+Both servers are measured the same way, one after the other, in the same run; other jobs on the machine
+still share the cores, so the 1-minute load average is logged before each measurement.
 
-Run from the repository root: `.venv/bin/python bench/serving.py [--seconds 10] [--clients 8]`.
-Needs PostgreSQL (trust auth) on 127.0.0.1:5432 and Redis on 127.0.0.1:6379. It creates and drops the
-database faro_bench and uses Redis database 15. The last line of output is
+The load generator is wrk when it is on PATH (`apt-get install wrk`; a Lua script sets the POST body and
+counts non-200 answers), otherwise N Python client processes, each with its own http.client connection;
+the output says which. gunicorn's sync workers close the connection after every answer, so with them each
+request opens a new connection. Errors are answers other than 200 and requests without an answer, warm-up
+included; Faro's decision log must also hold at least one row per row it answered with 200.
 
-    BENCH serving: ratio=<faro_rps/baseline_rps> p99_ms=<faro p99> rps=<faro rps> baseline_rps=<rps>
+Run from the repository root: `.venv/bin/python bench/serving.py [--seconds 10] [--clients 8]`
+(--help for the worker model, the batch phase and the load generator). Needs PostgreSQL (trust auth) on
+127.0.0.1:5432 and Redis on 127.0.0.1:6379. It creates and drops the database faro_bench and uses Redis
+database 14. The last line of output is
+
+    BENCH serving: ratio=<faro_rps/baseline_rps> p99_ms=<faro p99> rps=<faro rps> baseline_rps=<rps> ...
+
+followed by p50s, the baseline's p99, the batch phase (batch_rows_per_s, baseline_batch_rows_per_s,
+batch_ratio, batch p50/p99), loadgen= and pinned=.
 """
 
 from __future__ import annotations
@@ -58,15 +72,19 @@ HOST = "127.0.0.1"
 PG_USERS = ("postgres", "root")
 PG_ADMIN_DB = "test"
 BENCH_DB = "faro_bench"
-REDIS_URL = "redis://127.0.0.1:6379/15"
+REDIS_URL = "redis://127.0.0.1:6379/14"  # 15 belongs to the test suite
 MODEL = "credit-risk"
 FARO_PATH = f"/api/v1/models/{MODEL}/predict"
 BASELINE_PATH = "/predict"
 DEMO_CSV = REPO / "apps" / "data" / "demo" / "german_credit.csv"
 DROPPED_COLUMNS = ("applicant_id", "creditability")
-REQUEST_TIMEOUT = 10.0
+REQUEST_TIMEOUT = 30.0  # a failure detector: queued 1000-row batches on a busy machine take seconds
 START_TIMEOUT = 90.0
 MAX_ERROR_SAMPLES = 5
+SERVER_CORE = 0
+LOAD_CORE = 1
+BATCH_ROWS = 1000
+GOAL_RATIO, GOAL_P99_MS, GOAL_BATCH_ROWS_PER_S = 0.60, 10.0, 100_000.0
 
 
 @dataclass
@@ -76,12 +94,18 @@ class Result:
     seconds: float = 0.0
     p50_ms: float = float("nan")
     p99_ms: float = float("nan")
+    max_ms: float = float("nan")
     errors: int = 0
     error_samples: list[str] = field(default_factory=list)
+    rows_per_request: int = 1
 
     @property
     def rps(self) -> float:
         return self.requests / self.seconds if self.seconds else 0.0
+
+    @property
+    def rows_per_s(self) -> float:
+        return self.rps * self.rows_per_request
 
 
 @dataclass
@@ -91,6 +115,7 @@ class Target:
     path: str
     headers: dict[str, str]
     body: bytes
+    rows: int = 1
 
     @property
     def url(self) -> str:
@@ -99,6 +124,36 @@ class Target:
 
 def log(message: str) -> None:
     print(f"[bench] {message}", flush=True)
+
+
+@dataclass(frozen=True)
+class Pinning:
+    """Command prefixes that put a server on SERVER_CORE and the load generator on LOAD_CORE."""
+
+    server: tuple[str, ...] = ()
+    load: tuple[str, ...] = ()
+    load_core: int | None = None
+
+    @property
+    def description(self) -> str:
+        if not self.server:
+            return "not pinned"
+        return f"servers on core {SERVER_CORE}, load generator on core {LOAD_CORE} (taskset)"
+
+
+def pinning_for(enabled: bool) -> Pinning:
+    if not enabled:
+        return Pinning()
+    taskset = shutil.which("taskset")
+    if taskset is None:
+        raise RuntimeError("taskset (util-linux) is not on PATH; install util-linux or run with --no-pin")
+    available = os.sched_getaffinity(0)
+    if not {SERVER_CORE, LOAD_CORE} <= available:
+        raise RuntimeError(
+            f"Pinning needs cores {SERVER_CORE} and {LOAD_CORE}; this process may use {sorted(available)} "
+            "(run with --no-pin)"
+        )
+    return Pinning(server=(taskset, "-c", str(SERVER_CORE)), load=(taskset, "-c", str(LOAD_CORE)), load_core=LOAD_CORE)
 
 
 # -- infrastructure: database, processes ----------------------------------------------------------------
@@ -222,7 +277,8 @@ def champion_spec(user: str, artefact_root: Path) -> dict:
     with psycopg.connect(host=HOST, port=5432, user=user, dbname=BENCH_DB) as conn:
         row = conn.execute(
             """
-            SELECT mv.version, mv.artefact_path, mv.artefact_sha256, mv.labels, mv.feature_state
+            SELECT mv.version, mv.artefact_path, mv.artefact_sha256, mv.labels, mv.feature_state,
+                   mv.onnx_path, mv.onnx_sha256
             FROM registry_modelalias AS alias
             JOIN registry_registeredmodel AS rm ON rm.id = alias.registered_model_id
             JOIN registry_modelversion AS mv ON mv.id = alias.version_id
@@ -232,7 +288,7 @@ def champion_spec(user: str, artefact_root: Path) -> dict:
         ).fetchone()
     if row is None:
         raise RuntimeError(f"demo_setup left no champion for {MODEL}")
-    version, relative, sha256, labels, feature_state = row
+    version, relative, sha256, labels, feature_state, onnx_relative, onnx_sha256 = row
     return {
         "model": MODEL,
         "version": version,
@@ -240,21 +296,28 @@ def champion_spec(user: str, artefact_root: Path) -> dict:
         "sha256": sha256,
         "labels": labels,
         "feature_state": feature_state,
+        "onnx_artefact": str(artefact_root / onnx_relative) if onnx_relative else "",
+        "onnx_sha256": onnx_sha256,
     }
 
 
 def faro_logged_predictions(user: str) -> int:
-    """Rows in Faro's prediction log: every 200 from the predict endpoint must have written one."""
+    """Rows in Faro's prediction log: every row answered with 200 by the predict endpoint must have one."""
     import psycopg
 
     with psycopg.connect(host=HOST, port=5432, user=user, dbname=BENCH_DB) as conn:
         return conn.execute("SELECT count(*) FROM predictions_predictionrecord").fetchone()[0]
 
 
-def request_row(feature_state: dict) -> dict:
-    """The first German Credit row, typed by the stored signature: numbers as numbers, categories as text."""
+def request_rows(feature_state: dict, count: int) -> list[dict]:
+    """The first `count` German Credit rows (the file's rows again from the top when it has fewer), typed by
+    the stored signature: numbers as numbers, categories as text."""
     with open(DEMO_CSV, newline="") as handle:
-        raw = next(csv.DictReader(handle))
+        raws = list(csv.DictReader(handle))
+    return [typed_row(raws[index % len(raws)], feature_state) for index in range(count)]
+
+
+def typed_row(raw: dict[str, str], feature_state: dict) -> dict:
     if "definition_hash" in feature_state:  # fitted with a feature set: its inputs are the source columns it reads
         kinds = {
             item["name"]: {
@@ -281,19 +344,24 @@ def request_row(feature_state: dict) -> dict:
 
 
 def check_same_prediction(faro: Target, baseline: Target) -> str:
+    """Both servers answer every row of the request body with the same label and probabilities (1e-5)."""
     answers = {}
     for target in (faro, baseline):
         status, text = http_post(target)
         if status != 200:
             raise RuntimeError(f"{target.name} answered HTTP {status} to the benchmark request: {text[:500]}")
-        answers[target.name] = json.loads(text)["outputs"][0]
-    mine, theirs = answers[faro.name], answers[baseline.name]
-    same = mine["label"] == theirs["label"] and all(
-        abs(mine["probabilities"][key] - theirs["probabilities"][key]) < 1e-5 for key in mine["probabilities"]
-    )
-    if not same or mine["probabilities"].keys() != theirs["probabilities"].keys():
-        raise RuntimeError(f"The servers disagree on the row: faro {mine}, baseline {theirs}")
-    return f"{mine['label']} {mine['probabilities']}"
+        answers[target.name] = json.loads(text)["outputs"]
+    ours, theirs = answers[faro.name], answers[baseline.name]
+    if len(ours) != faro.rows or len(theirs) != baseline.rows:
+        raise RuntimeError(f"Expected {faro.rows} outputs; faro answered {len(ours)}, baseline {len(theirs)}")
+    for index, (mine, other) in enumerate(zip(ours, theirs, strict=True)):
+        same = mine["label"] == other["label"] and all(
+            abs(mine["probabilities"][key] - other["probabilities"][key]) < 1e-5 for key in mine["probabilities"]
+        )
+        if not same or mine["probabilities"].keys() != other["probabilities"].keys():
+            raise RuntimeError(f"The servers disagree on row {index}: faro {mine}, baseline {other}")
+    first = ours[0]
+    return f"{first['label']} {first['probabilities']}" if faro.rows == 1 else f"all {faro.rows} rows alike"
 
 
 # -- load: wrk ------------------------------------------------------------------------------------------
@@ -354,8 +422,8 @@ def wrk_script(target: Target, directory: Path) -> Path:
     return path
 
 
-def parse_wrk(name: str, output: str) -> Result:
-    result = Result(name)
+def parse_wrk(name: str, output: str, rows: int = 1) -> Result:
+    result = Result(name, rows_per_request=rows)
     found = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m)", output)
     if not found:
         raise RuntimeError(f"Cannot read wrk's output:\n{output}")
@@ -365,6 +433,9 @@ def parse_wrk(name: str, output: str) -> Result:
         match = re.search(rf"^\s*{percent}%\s+([\d.]+)(us|ms|s|m)\s*$", output, re.MULTILINE)
         if match:
             setattr(result, attribute, float(match.group(1)) * _UNITS[match.group(2)])
+    latency = re.search(r"^\s*Latency\s+\S+\s+\S+\s+([\d.]+)(us|ms|s|m)\s", output, re.MULTILINE)
+    if latency:
+        result.max_ms = float(latency.group(1)) * _UNITS[latency.group(2)]
     counted = re.search(r"BENCH_NON200 (\d+)", output)
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)  # wrk's own count, as a cross-check
     result.errors = max(int(counted.group(1)) if counted else 0, int(non2xx.group(1)) if non2xx else 0)
@@ -385,13 +456,31 @@ def run_wrk(args: list[str], timeout: float) -> str:
     return done.stdout
 
 
-def load_wrk(target: Target, clients: int, seconds: int, warmup: int, directory: Path) -> Result:
+def load_wrk(target: Target, clients: int, seconds: int, warmup: int, directory: Path, pin: Pinning) -> Result:
     script = wrk_script(target, directory)
-    threads = str(max(1, min(2, clients)))
-    base = ["wrk", "-t", threads, "-c", str(clients), "--timeout", f"{int(REQUEST_TIMEOUT)}s", "-s", str(script)]
+    # One event-loop thread saturates far more than these servers answer; pinned, wrk has exactly one core.
+    threads = "1" if pin.load else str(max(1, min(2, clients)))
+    base = [
+        *pin.load,
+        "wrk",
+        "-t",
+        threads,
+        "-c",
+        str(clients),
+        "--timeout",
+        f"{int(REQUEST_TIMEOUT)}s",
+        "-s",
+        str(script),
+    ]
     bound = seconds + warmup + 30
-    warm = parse_wrk(target.name, run_wrk([*base, "-d", f"{warmup}s", target.url], bound)) if warmup else None
-    result = parse_wrk(target.name, run_wrk([*base, "-d", f"{seconds}s", "--latency", target.url], bound))
+    warm = (
+        parse_wrk(target.name, run_wrk([*base, "-d", f"{warmup}s", target.url], bound), target.rows) if warmup else None
+    )
+    if warm is not None:
+        # wrk drops its connections when a run ends, but the server still answers what it had read: let it
+        # finish (about the slowest warm-up answer) so that the measured run does not pay for the warm-up's work.
+        time.sleep(min(REQUEST_TIMEOUT, (warm.max_ms if warm.requests else warmup * 1000) / 1000))
+    result = parse_wrk(target.name, run_wrk([*base, "-d", f"{seconds}s", "--latency", target.url], bound), target.rows)
     if warm is not None and warm.errors:  # answers during the warm-up must be right too
         result.errors += warm.errors
         result.error_samples = [*warm.error_samples, *result.error_samples][:MAX_ERROR_SAMPLES]
@@ -402,13 +491,22 @@ def load_wrk(target: Target, clients: int, seconds: int, warmup: int, directory:
 
 
 def client_loop(
-    port: int, path: str, body: bytes, headers: dict[str, str], measure_from: float, stop_at: float
+    port: int,
+    path: str,
+    body: bytes,
+    headers: dict[str, str],
+    measure_from: float,
+    stop_at: float,
+    core: int | None = None,
 ) -> tuple[list[float], int, list[str]]:
     """One client: POST back to back until stop_at; keep the latencies of requests that end in the measured
-    window [measure_from, stop_at] and count every answer other than 200, warm-up included.
+    window [measure_from, stop_at] and count every answer other than 200, warm-up included. With `core`,
+    the client runs on that core only.
 
     Times are CLOCK_MONOTONIC, which is shared by all processes of the machine.
     """
+    if core is not None:
+        os.sched_setaffinity(0, {core})
     latencies: list[float] = []
     errors = 0
     samples: list[str] = []
@@ -446,16 +544,16 @@ def percentile(ordered: list[float], fraction: float) -> float:
     return ordered[index]
 
 
-def load_python(target: Target, clients: int, seconds: int, warmup: int) -> Result:
+def load_python(target: Target, clients: int, seconds: int, warmup: int, pin: Pinning) -> Result:
     context = multiprocessing.get_context("spawn")
     slack = 1.5  # time for the client processes to start before the warm-up begins
     measure_from = time.monotonic() + slack + warmup
     stop_at = measure_from + seconds
-    args = [(target.port, target.path, target.body, target.headers, measure_from, stop_at)] * clients
+    args = [(target.port, target.path, target.body, target.headers, measure_from, stop_at, pin.load_core)] * clients
     with context.Pool(clients) as pool:
         outcomes = pool.starmap_async(client_loop, args).get(timeout=slack + warmup + seconds + REQUEST_TIMEOUT + 30)
     latencies = sorted(value for outcome in outcomes for value in outcome[0])
-    result = Result(target.name, requests=len(latencies), seconds=float(seconds))
+    result = Result(target.name, requests=len(latencies), seconds=float(seconds), rows_per_request=target.rows)
     result.errors = sum(outcome[1] for outcome in outcomes)
     result.error_samples = [sample for outcome in outcomes for sample in outcome[2]][:MAX_ERROR_SAMPLES]
     result.p50_ms = percentile(latencies, 0.50) * 1000
@@ -466,7 +564,12 @@ def load_python(target: Target, clients: int, seconds: int, warmup: int) -> Resu
 # -- the run --------------------------------------------------------------------------------------------
 
 
-def start_faro(work: Path, user: str, port: int) -> tuple[Server, str, dict]:
+def worker_args(args: argparse.Namespace) -> list[str]:
+    """The worker model, the same for both servers (on the command line, it overrides config/gunicorn.py)."""
+    return ["--workers", str(args.workers), "--worker-class", args.worker_class, "--threads", str(args.threads)]
+
+
+def start_faro(work: Path, user: str, port: int, args: argparse.Namespace, pin: Pinning) -> tuple[Server, str, dict]:
     var_dir, artefacts, prometheus = work / "var", work / "artefacts", work / "prometheus"
     for directory in (var_dir, artefacts, prometheus):
         directory.mkdir()
@@ -493,108 +596,175 @@ def start_faro(work: Path, user: str, port: int) -> tuple[Server, str, dict]:
     run_checked([PYTHON, "manage.py", "demo_setup"], {**env, "FARO_TASKS_EAGER": "1"}, 600, "manage.py demo_setup")
     token = (var_dir / "demo-token").read_text().strip()
     spec = champion_spec(user, artefacts)
-    args = [PYTHON, "-m", "gunicorn", "-c", "config/gunicorn.py", "--bind", f"{HOST}:{port}", "--workers", "2"]
-    server = Server("faro", args, env, work / "faro.log")
+    command = [*pin.server, PYTHON, "-m", "gunicorn", "-c", args.faro_config, "--bind", f"{HOST}:{port}"]
+    server = Server("faro", [*command, *worker_args(args)], env, work / "faro.log")
     return server, token, spec
 
 
-def start_baseline(work: Path, spec: dict, port: int) -> Server:
+def start_baseline(work: Path, spec: dict, port: int, args: argparse.Namespace, pin: Pinning) -> Server:
+    if args.baseline_scorer == "onnx" and not spec["onnx_artefact"]:
+        raise RuntimeError(f"--baseline-scorer onnx, but {MODEL} v{spec['version']} has no ONNX export")
     spec_path = work / "bare-spec.json"
-    spec_path.write_text(json.dumps(spec))
+    spec_path.write_text(json.dumps({**spec, "scorer": args.baseline_scorer}))
     env = {**os.environ, "BENCH_BARE_SPEC": str(spec_path), "PYTHONDONTWRITEBYTECODE": "1"}
     env.pop("DJANGO_SETTINGS_MODULE", None)
-    # The worker model of config/gunicorn.py: 2 sync workers (which close the connection after every answer).
-    args = [
+    # Faro's worker model; sync workers close the connection after every answer whatever the keep-alive.
+    command = [
+        *pin.server,
         PYTHON,
         "-m",
         "gunicorn",
         "--bind",
         f"{HOST}:{port}",
-        "--workers",
-        "2",
-        "--worker-class",
-        "sync",
+        *worker_args(args),
         "--keep-alive",
         "5",
         "--timeout",
         "30",
         "bench.bare_app:application",
     ]
-    return Server("baseline", args, env, work / "baseline.log")
+    return Server("baseline", command, env, work / "baseline.log")
 
 
 def report(result: Result) -> None:
+    rows = f"  rows/s={result.rows_per_s:10.0f}" if result.rows_per_request > 1 else ""
     print(
-        f"{result.name:<9} requests/s={result.rps:9.1f}  p50_ms={result.p50_ms:7.2f}  "
-        f"p99_ms={result.p99_ms:7.2f}  errors={result.errors}  ({result.requests} requests in "
+        f"{result.name:<15} requests/s={result.rps:8.1f}{rows}  p50_ms={result.p50_ms:8.2f}  "
+        f"p99_ms={result.p99_ms:8.2f}  errors={result.errors}  ({result.requests} requests in "
         f"{result.seconds:.2f} s)",
         flush=True,
     )
     for sample in result.error_samples:
-        print(f"          {sample}", flush=True)
+        print(f"                {sample}", flush=True)
 
 
-def benchmark(args: argparse.Namespace, work: Path, servers: list[Server]) -> tuple[Result, Result]:
+def measure(target: Target, clients: int, args: argparse.Namespace, work: Path, pin: Pinning, use_wrk: bool) -> Result:
+    log(f"{target.name}: {clients} clients; 1-minute load average before the run {os.getloadavg()[0]:.2f}")
+    if use_wrk:
+        result = load_wrk(target, clients, args.seconds, args.warmup, work, pin)
+    else:
+        result = load_python(target, clients, args.seconds, args.warmup, pin)
+    if result.requests == 0:
+        result.errors += 1
+        result.error_samples.append(f"no request was answered in the {args.seconds} s measured: measure longer")
+    return result
+
+
+def measure_faro(
+    target: Target, clients: int, args: argparse.Namespace, work: Path, pin: Pinning, use_wrk: bool, user: str
+) -> Result:
+    """Measure Faro, then check that its decision log grew by at least one row per row answered."""
+    before = faro_logged_predictions(user)
+    result = measure(target, clients, args, work, pin, use_wrk)
+    logged = faro_logged_predictions(user) - before
+    answered = result.requests * target.rows
+    if logged < answered:
+        result.errors += 1
+        result.error_samples.append(f"only {logged} predictions logged for {answered} rows answered")
+    log(f"{target.name} logged {logged} predictions (warm-up included) for {answered} measured rows")
+    return result
+
+
+def benchmark(
+    args: argparse.Namespace, work: Path, servers: list[Server], pin: Pinning
+) -> tuple[dict[str, Result], str]:
+    """Results by name, and the load generator used."""
     log(f"recreating database {BENCH_DB} ...")
     user = database_recreate()
     faro_port, baseline_port = free_port(), free_port()
     while baseline_port == faro_port:
         baseline_port = free_port()
 
-    faro, token, spec = start_faro(work, user, faro_port)
+    faro, token, spec = start_faro(work, user, faro_port, args, pin)
     servers.append(faro)
-    baseline = start_baseline(work, spec, baseline_port)
+    baseline = start_baseline(work, spec, baseline_port, args, pin)
     servers.append(baseline)
 
-    row = request_row(spec["feature_state"])
-    body = json.dumps({"inputs": [row]}, separators=(",", ":")).encode()
+    rows = request_rows(spec["feature_state"], max(1, args.batch_rows))
     json_headers = {"Content-Type": "application/json", "Accept": "application/json"}
-    faro_target = Target("faro", faro_port, FARO_PATH, {**json_headers, "Authorization": f"Bearer {token}"}, body)
+    faro_headers = {**json_headers, "Authorization": f"Bearer {token}"}
+    body = json.dumps({"inputs": rows[:1]}, separators=(",", ":")).encode()
+    batch_body = json.dumps({"inputs": rows}, separators=(",", ":")).encode()
+    faro_target = Target("faro", faro_port, FARO_PATH, faro_headers, body)
     baseline_target = Target("baseline", baseline_port, BASELINE_PATH, json_headers, body)
+    faro_batch = Target("faro batch", faro_port, FARO_PATH, faro_headers, batch_body, len(rows))
+    baseline_batch = Target("baseline batch", baseline_port, BASELINE_PATH, json_headers, batch_body, len(rows))
 
     wait_until(faro, lambda: http_get(faro_port, "/readyz"), "ready (/readyz)")
     wait_until(baseline, lambda: http_post(baseline_target), "answering")
     agreed = check_same_prediction(faro_target, baseline_target)
+    agreed_batch = check_same_prediction(faro_batch, baseline_batch) if args.batch_seconds else "-"
     log(f"both servers are up on {HOST}:{faro_port} (faro) and {HOST}:{baseline_port} (baseline)")
-    log(f"model {MODEL} v{spec['version']}; both predict {agreed}")
+    log(f"model {MODEL} v{spec['version']}; both predict {agreed}; on the {len(rows)}-row batch: {agreed_batch}")
     log(f"request body ({len(body)} bytes): {body.decode()}")
+    log(f"batch body: {len(rows)} rows, {len(batch_body)} bytes")
 
-    use_wrk = args.loadgen == "wrk" or (args.loadgen == "auto" and shutil.which("wrk"))
+    use_wrk = bool(args.loadgen == "wrk" or (args.loadgen == "auto" and shutil.which("wrk")))
     if args.loadgen == "wrk" and not shutil.which("wrk"):
         raise RuntimeError("--loadgen wrk but wrk is not on PATH")
     log(
-        f"load: {'wrk' if use_wrk else 'Python clients'}, {args.clients} concurrent clients, "
-        f"{args.warmup} s warm-up + {args.seconds} s per server, on {os.cpu_count()} cores shared with the servers"
+        f"load: {'wrk' if use_wrk else 'Python clients'}; {args.warmup} s warm-up + {args.seconds} s per server "
+        f"and phase; {os.cpu_count()} cores, {pin.description}"
     )
-    results = []
-    for target in (faro_target, baseline_target):
-        log(f"{target.name}: 1-minute load average before the run {os.getloadavg()[0]:.2f}")
-        if use_wrk:
-            result = load_wrk(target, args.clients, args.seconds, args.warmup, work)
-        else:
-            result = load_python(target, args.clients, args.seconds, args.warmup)
-        if target is faro_target:
-            logged = faro_logged_predictions(user)
-            if logged < result.requests:
-                result.errors += 1
-                result.error_samples.append(f"only {logged} predictions logged for {result.requests} answers")
-            log(f"faro logged {logged} predictions (warm-up and checks included)")
-        report(result)
-        results.append(result)
-    return results[0], results[1]
+    log(
+        f"workers (both servers): {args.workers} x {args.worker_class}"
+        + (f", {args.threads} threads" if args.worker_class == "gthread" else "")
+        + f"; faro config {args.faro_config}; baseline scorer {args.baseline_scorer}"
+    )
+    results: dict[str, Result] = {}
+    log(f"phase 1: one row per request, {args.clients} clients")
+    results["faro"] = measure_faro(faro_target, args.clients, args, work, pin, use_wrk, user)
+    report(results["faro"])
+    results["baseline"] = measure(baseline_target, args.clients, args, work, pin, use_wrk)
+    report(results["baseline"])
+    if args.batch_seconds:
+        batch_args = argparse.Namespace(**{**vars(args), "seconds": args.batch_seconds})
+        log(f"phase 2: {len(rows)} rows per request, {args.batch_clients} clients")
+        results["faro batch"] = measure_faro(faro_batch, args.batch_clients, batch_args, work, pin, use_wrk, user)
+        report(results["faro batch"])
+        results["baseline batch"] = measure(baseline_batch, args.batch_clients, batch_args, work, pin, use_wrk)
+        report(results["baseline batch"])
+    return results, "wrk" if use_wrk else "python"
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "NOT met"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=int, default=10, help="measured seconds per server (default 10)")
-    parser.add_argument("--clients", type=int, default=8, help="concurrent clients (default 8)")
+    parser.add_argument("--seconds", type=int, default=10, help="measured seconds per server, single rows (10)")
+    parser.add_argument("--clients", type=int, default=8, help="concurrent clients, single rows (default 8)")
     parser.add_argument("--warmup", type=int, default=2, help="unmeasured seconds before each run (default 2)")
+    parser.add_argument(
+        "--batch-seconds", type=int, default=10, help="measured seconds per server, batches (10; 0 skips the phase)"
+    )
+    parser.add_argument("--batch-clients", type=int, default=8, help="concurrent clients, batches (default 8)")
+    parser.add_argument("--batch-rows", type=int, default=BATCH_ROWS, help=f"rows per batch (default {BATCH_ROWS})")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers per server (default 2)")
+    parser.add_argument(
+        "--worker-class", choices=("sync", "gthread"), default="sync", help="gunicorn worker class (default sync)"
+    )
+    parser.add_argument("--threads", type=int, default=1, help="threads per gthread worker (default 1)")
+    parser.add_argument(
+        "--faro-config", default="config/gunicorn.py", help="Faro's gunicorn config (default config/gunicorn.py)"
+    )
+    parser.add_argument(
+        "--baseline-scorer",
+        choices=("xgboost", "onnx"),
+        default="xgboost",
+        help="how the bare view scores: Booster.inplace_predict (default) or onnxruntime on the ONNX export",
+    )
+    parser.add_argument("--no-pin", action="store_true", help="do not pin servers and load generator to cores")
     parser.add_argument(
         "--loadgen", choices=("auto", "wrk", "python"), default="auto", help="auto: wrk when on PATH, else Python"
     )
     args = parser.parse_args()
-    if args.seconds < 1 or args.clients < 1 or args.warmup < 0:
-        parser.error("--seconds and --clients must be at least 1, --warmup at least 0")
+    if args.seconds < 1 or args.clients < 1 or args.warmup < 0 or args.batch_seconds < 0:
+        parser.error("--seconds and --clients must be at least 1, --warmup and --batch-seconds at least 0")
+    if args.batch_clients < 1 or args.batch_rows < 1 or args.workers < 1 or args.threads < 1:
+        parser.error("--batch-clients, --batch-rows, --workers and --threads must be at least 1")
+    pin = pinning_for(not args.no_pin)
 
     def terminate(signum, frame):
         raise SystemExit(128 + signum)
@@ -603,7 +773,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="faro-bench-"))
     servers: list[Server] = []
     try:
-        faro, baseline = benchmark(args, work, servers)
+        results, loadgen = benchmark(args, work, servers, pin)
     finally:
         for server in reversed(servers):
             try:
@@ -616,13 +786,35 @@ def main() -> int:
             print(f"[bench] dropping {BENCH_DB} failed: {exc}", file=sys.stderr, flush=True)
         shutil.rmtree(work, ignore_errors=True)
 
+    faro, baseline = results["faro"], results["baseline"]
     ratio = faro.rps / baseline.rps if baseline.rps else 0.0
-    print(f"ratio faro_rps / baseline_rps = {ratio:.3f}", flush=True)
-    print(
-        f"BENCH serving: ratio={ratio:.3f} p99_ms={faro.p99_ms:.2f} rps={faro.rps:.1f} baseline_rps={baseline.rps:.1f}",
-        flush=True,
+    line = (
+        f"BENCH serving: ratio={ratio:.3f} p99_ms={faro.p99_ms:.2f} rps={faro.rps:.1f} "
+        f"baseline_rps={baseline.rps:.1f} p50_ms={faro.p50_ms:.2f} baseline_p50_ms={baseline.p50_ms:.2f} "
+        f"baseline_p99_ms={baseline.p99_ms:.2f}"
     )
-    return 1 if faro.errors or baseline.errors else 0
+    print(f"single row: faro/baseline requests/s = {ratio:.3f}", flush=True)
+    goals = [
+        f"single-row ratio >= {GOAL_RATIO:.2f}: {verdict(ratio >= GOAL_RATIO)} ({ratio:.3f})",
+        f"p99 <= {GOAL_P99_MS:g} ms at {args.clients} clients: {verdict(faro.p99_ms <= GOAL_P99_MS)} "
+        f"({faro.p99_ms:.2f} ms)",
+    ]
+    if "faro batch" in results:
+        batch, baseline_batch = results["faro batch"], results["baseline batch"]
+        batch_ratio = batch.rows_per_s / baseline_batch.rows_per_s if baseline_batch.rows_per_s else 0.0
+        print(f"{batch.rows_per_request}-row batches: faro/baseline rows/s = {batch_ratio:.3f}", flush=True)
+        goals.append(
+            f"batches >= {GOAL_BATCH_ROWS_PER_S / 1000:g} k rows/s: "
+            f"{verdict(batch.rows_per_s >= GOAL_BATCH_ROWS_PER_S)} ({batch.rows_per_s / 1000:.1f} k)"
+        )
+        line += (
+            f" batch_rows_per_s={batch.rows_per_s:.0f} baseline_batch_rows_per_s={baseline_batch.rows_per_s:.0f}"
+            f" batch_ratio={batch_ratio:.3f} batch_p50_ms={batch.p50_ms:.1f} batch_p99_ms={batch.p99_ms:.1f}"
+            f" baseline_batch_p99_ms={baseline_batch.p99_ms:.1f}"
+        )
+    print("goals: " + "; ".join(goals), flush=True)
+    print(f"{line} loadgen={loadgen} pinned={'yes' if pin.server else 'no'}", flush=True)
+    return 1 if any(result.errors for result in results.values()) else 0
 
 
 if __name__ == "__main__":
