@@ -20,9 +20,11 @@ dataset version is stored.
   probabilities, then stores it under its SHA-256. Its time is the job's finished_at - started_at (what
   the job row records); its peak memory is the worker process's VmHWM (peak resident set) after the job.
 - baseline: the same rows' model matrix, built with Faro's pipeline before the clock starts and held in
-  memory whole, and `Booster.inplace_predict` on it with nthread = every core, in one call and in calls of
-  FARO_BATCH_CHUNK_ROWS rows: the model's own cost, with no reading, no writing and no memory bound. Each
-  style is timed before and after the Faro run; the best of the four counts.
+  memory whole, and `Booster.inplace_predict` on it in three styles: one call with nthread = every core;
+  calls of FARO_BATCH_CHUNK_ROWS rows with nthread = every core; and those calls spread over one thread per
+  core with nthread = 1 each (what Faro's job does, from memory). The model's own cost, with no reading,
+  no writing and no memory bound. Each style is timed before and after the Faro run; the best of the six
+  runs counts.
 
 ratio = Faro's rows/s / the baseline's rows/s. The goals: ratio >= 0.5 and the worker's peak RSS <= 1 GB.
 The CPU seconds of each side are printed too (the worker's from /proc, all its threads): when other
@@ -50,6 +52,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -215,19 +218,18 @@ def model_matrix(pipeline, path: Path, columns: list[str], rows: int) -> np.ndar
     return matrix
 
 
-def timed_predict(booster, matrix: np.ndarray, chunk_rows: int | None = None) -> tuple[float, np.ndarray, float]:
-    """Wall seconds, raw outputs and CPU seconds of inplace_predict on the whole matrix: one call, or one call
-    per `chunk_rows` rows (no copies: slices of the matrix)."""
+def timed_predict(
+    booster, matrix: np.ndarray, chunk_rows: int | None = None, threads: int = 1
+) -> tuple[float, np.ndarray, float]:
+    """Wall seconds, raw outputs and CPU seconds of inplace_predict over the whole matrix: one call, or one
+    call per `chunk_rows` rows (slices, no copies), on `threads` threads at once."""
     started, cpu = time.perf_counter(), time.process_time()
     if chunk_rows is None:
         raw = np.asarray(booster.inplace_predict(matrix))
     else:
-        raw = np.concatenate(
-            [
-                np.asarray(booster.inplace_predict(matrix[start : start + chunk_rows]))
-                for start in range(0, len(matrix), chunk_rows)
-            ]
-        )
+        parts = [matrix[start : start + chunk_rows] for start in range(0, len(matrix), chunk_rows)]
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            raw = np.concatenate([np.asarray(part) for part in pool.map(booster.inplace_predict, parts)])
     return time.perf_counter() - started, raw, time.process_time() - cpu
 
 
@@ -326,13 +328,19 @@ def main() -> int:
         booster.load_model(bytearray(artefact_read_bytes(version.artefact_path, version.artefact_sha256)))
         booster.set_param({"nthread": os.cpu_count() or 1})
         timed_predict(booster, matrix[:10_000])  # warm-up
-        chunk = int(settings.FARO_BATCH_CHUNK_ROWS)
-        styles = {"one call": None, f"calls of {chunk:,} rows": chunk}
+        chunk, cores = int(settings.FARO_BATCH_CHUNK_ROWS), os.cpu_count() or 1
+        single = booster.copy()
+        single.set_param({"nthread": 1})
+        styles = {
+            f"one call, nthread {cores}": (booster, None, 1),
+            f"calls of {chunk:,} rows, nthread {cores}": (booster, chunk, 1),
+            f"calls of {chunk:,} rows on {cores} threads, nthread 1": (single, chunk, cores),
+        }
         bare_runs = []
 
         def baseline_runs(matrix: np.ndarray, when: str) -> None:
-            for style, rows in styles.items():
-                bare_runs.append(timed_predict(booster, matrix, rows))
+            for style, (model, rows, threads) in styles.items():
+                bare_runs.append(timed_predict(model, matrix, rows, threads))
                 seconds, _, cpu = bare_runs[-1]
                 print(
                     f"  baseline ({style}, {when}): {seconds:7.2f} s  {scored.row_count / seconds:12,.0f} rows/s  "

@@ -181,13 +181,31 @@ class ModelCache:
                 loaded = self._models.get((cached[1], cached[2]))
             if loaded is not None:
                 return loaded
-        found = (
-            model_version_by_number(model_name=model_name, version=version)
-            if version is not None
-            else model_version_for_alias(model_name=model_name, alias=ref[1])
+        # Refreshing a reference reads two columns; the full version row (large: its fitted features) is
+        # read only when that version is not loaded yet.
+        current = (
+            (
+                ModelVersion.objects.filter(registered_model__name=model_name, version=version)
+                if version is not None
+                else ModelVersion.objects.filter(registered_model__name=model_name, aliases__name=ref[1])
+            )
+            .values_list("pk", "artefact_sha256")
+            .first()
         )
-        loaded = self.load(found)
-        self._refs[key] = (now + settings.FARO_ALIAS_TTL_SECONDS, found.pk, found.artefact_sha256)
+        loaded = None
+        if current is not None:
+            with self._lock:
+                loaded = self._models.get(current)
+                if loaded is not None:
+                    self._models.move_to_end(current)
+        if loaded is None:
+            found = (
+                model_version_by_number(model_name=model_name, version=version)
+                if version is not None
+                else model_version_for_alias(model_name=model_name, alias=ref[1])
+            )
+            loaded = self.load(found)
+        self._refs[key] = (now + settings.FARO_ALIAS_TTL_SECONDS, loaded.version_id, loaded.sha256)
         return loaded
 
 

@@ -584,7 +584,7 @@ def canary_rollback(*, policy: TrafficPolicy, reason: str, expected_revision: in
     """Stop the canary (all traffic to the champion), audited with the reason. False when the policy
     changed meanwhile (someone else decided)."""
     with transaction.atomic():
-        current = TrafficPolicy.objects.select_for_update().select_related("canary_version").get(pk=policy.pk)
+        current = TrafficPolicy.objects.select_for_update().get(pk=policy.pk)
         if current.revision != expected_revision or current.canary_version_id is None:
             return False
         version = current.canary_version.version
