@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import close_old_connections, connections
 from prometheus_client import Counter
 
 from apps.core.errors import FaroError
@@ -138,7 +138,10 @@ class ShadowScorer:
             except Exception:
                 logger.exception("Shadow scoring of request %s failed", request.request_id)
             finally:
-                close_old_connections()
+                if work.empty():  # idle: hold no database connection (shadows are off the request path)
+                    connections.close_all()
+                else:
+                    close_old_connections()
                 work.task_done()
 
 
