@@ -35,11 +35,15 @@ class PredictionRecord(models.Model):
 
     Route = Route
 
-    request_id = models.UUIDField(default=uuid.uuid4, db_index=True)
+    # Indexes cost every prediction an update each, so there are only those that queries use: request_id and
+    # model_version lead the unique constraint and prediction_route_time; subject_id is found by equality.
+    request_id = models.UUIDField(default=uuid.uuid4)
     row = models.PositiveIntegerField(default=0)
-    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="predictions")
+    model_version = models.ForeignKey(
+        ModelVersion, on_delete=models.PROTECT, related_name="predictions", db_index=False
+    )
     route = models.CharField(max_length=8, choices=Route.choices, default=Route.CHAMPION)
-    subject_id = models.CharField(max_length=200, blank=True, db_index=True)
+    subject_id = models.CharField(max_length=200, blank=True)
     channel = models.CharField(max_length=8, choices=Channel.choices)
     client = models.CharField(max_length=64, blank=True, help_text="token:N, user:N or anonymous.")
     inputs = models.JSONField()
@@ -52,7 +56,10 @@ class PredictionRecord(models.Model):
 
     class Meta:
         ordering = ["-created_at", "row"]
-        indexes = [models.Index(fields=["model_version", "route", "created_at"], name="prediction_route_time")]
+        indexes = [
+            models.Index(fields=["model_version", "route", "created_at"], name="prediction_route_time"),
+            models.Index(fields=["subject_id"], name="prediction_subject"),
+        ]
         constraints = [
             models.UniqueConstraint(fields=["request_id", "row", "model_version"], name="one_decision_per_row")
         ]

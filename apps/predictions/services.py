@@ -4,6 +4,7 @@ import logging
 import math
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,6 +18,7 @@ from apps.data.models import Dataset
 from apps.events.services import event_emit
 from apps.features.online import store_for_settings
 from apps.governance.services import actor_ref, audit_record
+from apps.predictions.decision_log import Decision, decisions_write
 from apps.predictions.loader import LoadedModel, model_cache
 from apps.predictions.metrics import PREDICTION_LATENCY, PREDICTION_REQUESTS, PREDICTIONS
 from apps.predictions.mlflow_protocol import Inputs, ProtocolError, RowProblems
@@ -112,25 +114,26 @@ def prediction_make(
     subject_key = loaded.pipeline.subject_key
     subject_ids = [str(row.get(subject_key, "")) if subject_key else "" for row in rows]
     latency_ms = round((time.perf_counter() - started) * 1000, 3)
-    records = [
-        PredictionRecord(
-            request_id=request_id,
+    decisions = [
+        Decision(
             row=index,
-            model_version_id=loaded.version_id,
-            route=route,
             subject_id=subject_id,
-            channel=channel,
-            client=client,
             inputs=loaded.minimise(row),
             output=output,
             explanation=explanations[index] if explanations is not None else None,
-            latency_ms=latency_ms,
         )
         for index, (row, output, subject_id) in enumerate(zip(rows, outputs, subject_ids, strict=True))
     ]
-    # bulk_create is one transaction of its own: all rows are logged, or none and the request fails.
     try:
-        PredictionRecord.objects.bulk_create(records)
+        decisions_write(
+            decisions,
+            request_id=request_id,
+            model_version_id=loaded.version_id,
+            route=route,
+            channel=channel,
+            client=client,
+            latency_ms=latency_ms,
+        )
     except IntegrityError:
         logged = _logged_result(request_id, model_name=model_name)  # the same request id, logged meanwhile
         if logged is None:
@@ -149,10 +152,8 @@ def prediction_make(
             )
         )
     version_label = str(loaded.version)
-    for output in outputs:
-        PREDICTIONS.labels(
-            model=loaded.model_name, version=version_label, outcome=str(output.get("label", "value"))
-        ).inc()
+    for outcome, count in Counter(str(output.get("label", "value")) for output in outputs).items():
+        PREDICTIONS.labels(model=loaded.model_name, version=version_label, outcome=outcome).inc(count)
     PREDICTION_REQUESTS.labels(model=loaded.model_name, status="ok").inc()
     PREDICTION_LATENCY.labels(model=loaded.model_name).observe(time.perf_counter() - started)
     return PredictionResult(

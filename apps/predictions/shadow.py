@@ -23,8 +23,9 @@ from django.db import close_old_connections, connections
 from prometheus_client import Counter
 
 from apps.core.errors import FaroError
+from apps.predictions.decision_log import Decision, decisions_write
 from apps.predictions.loader import model_cache
-from apps.predictions.models import PredictionRecord, Route, ScoringFailure
+from apps.predictions.models import Route, ScoringFailure
 
 logger = logging.getLogger(__name__)
 
@@ -62,24 +63,19 @@ def shadow_score(request: ShadowRequest) -> None:
                 ScoringFailure.objects.create(model_version_id=version_id, route=Route.SHADOW, error=message[:200])
             continue
         latency_ms = (time.perf_counter() - started) * 1000
-        PredictionRecord.objects.bulk_create(
+        decisions_write(
             [
-                PredictionRecord(
-                    request_id=request.request_id,
-                    row=index,
-                    model_version_id=loaded.version_id,
-                    route=Route.SHADOW,
-                    subject_id=subject_id,
-                    channel=request.channel,
-                    client=request.client,
-                    inputs=loaded.minimise(row),
-                    output=output,
-                    latency_ms=latency_ms,
-                )
+                Decision(row=index, subject_id=subject_id, inputs=loaded.minimise(row), output=output)
                 for index, (row, output, subject_id) in enumerate(
                     zip(request.rows, outputs, request.subject_ids, strict=True)
                 )
-            ]
+            ],
+            request_id=request.request_id,
+            model_version_id=loaded.version_id,
+            route=Route.SHADOW,
+            channel=request.channel,
+            client=request.client,
+            latency_ms=latency_ms,
         )
 
 
