@@ -20,7 +20,13 @@ from apps.features.pipeline import FittedPipeline
 from apps.features.transforms import FeaturePipeline
 from apps.predictions.minimise import minimiser
 from apps.registry.models import ModelVersion
-from apps.registry.scoring import BoosterScorer, OnnxVersionScorer, version_pipeline, version_scorer
+from apps.registry.scoring import (
+    BoosterScorer,
+    OnnxServingScorer,
+    OnnxVersionScorer,
+    version_pipeline,
+    version_scorer,
+)
 from apps.registry.selectors import model_version_by_number, model_version_for_alias
 from apps.registry.training import CLASSIFICATION, xgb_feature_names
 
@@ -34,7 +40,7 @@ class LoadedModel:
     task_type: str
     labels: list[Any]
     pipeline: FeaturePipeline | FittedPipeline
-    scorer: BoosterScorer | OnnxVersionScorer
+    scorer: BoosterScorer | OnnxVersionScorer | OnnxServingScorer
     favourable_label: str
     minimise: Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -46,23 +52,18 @@ class LoadedModel:
     def predict(self, matrix: np.ndarray) -> list[dict[str, Any]]:
         raw = self.scorer.predict_raw(matrix)
         if self.task_type != CLASSIFICATION:
-            return [{"value": float(value)} for value in raw.reshape(-1)]
+            return [{"value": value} for value in raw.reshape(-1).astype(np.float64).tolist()]
         if len(self.labels) == 2:
             probabilities = np.column_stack([1.0 - raw, raw])
         else:
             probabilities = raw.reshape(len(matrix), len(self.labels))
-        outputs = []
-        for row in probabilities:
-            best = int(row.argmax())
-            outputs.append(
-                {
-                    "label": self.labels[best],
-                    "probabilities": {
-                        str(label): round(float(p), 6) for label, p in zip(self.labels, row, strict=True)
-                    },
-                }
-            )
-        return outputs
+        best = probabilities.argmax(axis=1).tolist()
+        rounded = np.round(probabilities.astype(np.float64), 6).tolist()
+        keys = [str(label) for label in self.labels]
+        return [
+            {"label": self.labels[index], "probabilities": dict(zip(keys, row, strict=True))}
+            for index, row in zip(best, rounded, strict=True)
+        ]
 
     def explain(
         self, matrix: np.ndarray, outputs: list[dict[str, Any]], rows: list[dict[str, Any]], top_k: int = 5
@@ -134,7 +135,7 @@ def _load(version: ModelVersion) -> LoadedModel:
         task_type=version.task_type,
         labels=list(version.labels),
         pipeline=pipeline,
-        scorer=version_scorer(version),
+        scorer=version_scorer(version, prefer_onnx=settings.FARO_SERVE_ONNX),
         favourable_label=version.registered_model.favourable_label,
         minimise=minimiser(
             column_tags=version.dataset_version.dataset.column_tags or {},
