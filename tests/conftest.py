@@ -12,6 +12,7 @@ from django.test import Client
 
 from apps.data.services import dataset_create, dataset_version_create_from_upload
 from apps.governance.services import token_create
+from apps.governance.throttling import budgets
 from apps.predictions.loader import model_cache
 from apps.registry.models import ModelVersion, TrainingJob
 from apps.registry.services import (
@@ -62,6 +63,7 @@ def _fresh_model_cache():
 @pytest.fixture(autouse=True)
 def _fresh_request_budgets():
     """Request counters start at zero in each test: database ids, and so client keys, repeat across tests."""
+    budgets.clear()
     cache = caches["throttle"]
     if isinstance(cache, RedisCache):  # only this run's keys: clear() would empty the whole Redis database
         client = cache._cache.get_client(write=True)
