@@ -75,4 +75,6 @@ def database_config(url: str, *, name: str = "DATABASE_URL") -> dict:
     engine = config.get("ENGINE", "")
     if engine not in ("django.db.backends.sqlite3", "django.db.backends.postgresql"):
         raise ImproperlyConfigured(f"{name} must be a sqlite:// or postgres:// URL, not {url.split(':', 1)[0]}://")
+    if engine == "django.db.backends.postgresql":
+        config["ENGINE"] = "apps.core.postgresql"  # Django's, with a health check without a round trip
     return config
