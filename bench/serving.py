@@ -23,8 +23,10 @@ serving issue on a 2-core machine: single-row ratio >= 0.60, Faro's p99 <= 10 ms
 Pinning: the server under test (gunicorn master and workers) runs on core 0 and the load generator on core 1
 (`taskset`, util-linux), so the two never compete for a core. PostgreSQL and Redis are not pinned: they are
 shared services of the machine and run wherever the scheduler puts them. --no-pin runs everything unpinned.
-Both servers are measured the same way, one after the other, in the same run; other jobs on the machine
-still share the cores, so the 1-minute load average is logged before each measurement.
+Both servers are measured the same way in the same run, in alternating rounds (--rounds, default 3: faro
+then baseline, baseline then faro, ...), so that a change in the machine's speed during the run falls on
+both; the ratios are the median of the rounds' ratios. Other jobs on the machine still share the cores, so
+the 1-minute load average is logged before each measurement.
 
 The load generator is wrk when it is on PATH (`apt-get install wrk`; a Lua script sets the POST body and
 counts non-200 answers), otherwise N Python client processes, each with its own http.client connection;
@@ -37,10 +39,10 @@ Run from the repository root: `.venv/bin/python bench/serving.py [--seconds 10] 
 127.0.0.1:5432 and Redis on 127.0.0.1:6379. It creates and drops the database faro_bench and uses Redis
 database 14. The last line of output is
 
-    BENCH serving: ratio=<faro_rps/baseline_rps> p99_ms=<faro p99> rps=<faro rps> baseline_rps=<rps> ...
+    BENCH serving: ratio=<median faro_rps/baseline_rps> p99_ms=<faro p99> rps=<faro rps> baseline_rps=<rps> ...
 
-followed by p50s, the baseline's p99, the batch phase (batch_rows_per_s, baseline_batch_rows_per_s,
-batch_ratio, batch p50/p99), loadgen= and pinned=.
+(rps over all rounds, p99 the median of the rounds') followed by p50s, the baseline's p99, the batch phase
+(batch_rows_per_s, baseline_batch_rows_per_s, batch_ratio, batch p50/p99), loadgen= and pinned=.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ import secrets
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -665,10 +668,57 @@ def measure_faro(
     return result
 
 
-def benchmark(
-    args: argparse.Namespace, work: Path, servers: list[Server], pin: Pinning
-) -> tuple[dict[str, Result], str]:
-    """Results by name, and the load generator used."""
+def measure_rounds(
+    targets: tuple[Target, Target],
+    clients: int,
+    args: argparse.Namespace,
+    work: Path,
+    pin: Pinning,
+    use_wrk: bool,
+    user: str,
+) -> tuple[Result, Result, float]:
+    """Faro and the baseline measured in alternating rounds (faro first, then baseline first, ...), so that a
+    change in the machine's speed during the run (other jobs, a noisy neighbour) falls on both. Returns
+    both servers' results over all rounds and the median of the rounds' ratios (rows/s faro / baseline)."""
+    faro_target, baseline_target = targets
+    faro_runs: list[Result] = []
+    baseline_runs: list[Result] = []
+    ratios: list[float] = []
+    for number in range(args.rounds):
+        order = ("faro", "baseline") if number % 2 == 0 else ("baseline", "faro")
+        round_results = {}
+        for name in order:
+            if name == "faro":
+                round_results[name] = measure_faro(faro_target, clients, args, work, pin, use_wrk, user)
+            else:
+                round_results[name] = measure(baseline_target, clients, args, work, pin, use_wrk)
+            report(round_results[name])
+        faro, baseline = round_results["faro"], round_results["baseline"]
+        ratio = faro.rows_per_s / baseline.rows_per_s if baseline.rows_per_s else 0.0
+        log(f"round {number + 1}: faro/baseline = {ratio:.3f}")
+        faro_runs.append(faro)
+        baseline_runs.append(baseline)
+        ratios.append(ratio)
+    return combined(faro_runs), combined(baseline_runs), statistics.median(ratios)
+
+
+def combined(runs: list[Result]) -> Result:
+    """One result for several runs of a server: every request counted, the median p50 and p99 of the runs."""
+    result = Result(
+        runs[0].name,
+        requests=sum(run.requests for run in runs),
+        seconds=sum(run.seconds for run in runs),
+        errors=sum(run.errors for run in runs),
+        error_samples=[sample for run in runs for sample in run.error_samples][:MAX_ERROR_SAMPLES],
+        rows_per_request=runs[0].rows_per_request,
+    )
+    result.p50_ms = statistics.median(run.p50_ms for run in runs)
+    result.p99_ms = statistics.median(run.p99_ms for run in runs)
+    return result
+
+
+def benchmark(args: argparse.Namespace, work: Path, servers: list[Server], pin: Pinning) -> tuple[dict, str]:
+    """Results by name (and the ratios, "ratio" and "batch ratio"), and the load generator used."""
     log(f"recreating database {BENCH_DB} ...")
     user = database_recreate()
     faro_port, baseline_port = free_port(), free_port()
@@ -712,18 +762,16 @@ def benchmark(
         + f"; faro config {args.faro_config}; baseline scorer {args.baseline_scorer}"
     )
     results: dict[str, Result] = {}
-    log(f"phase 1: one row per request, {args.clients} clients")
-    results["faro"] = measure_faro(faro_target, args.clients, args, work, pin, use_wrk, user)
-    report(results["faro"])
-    results["baseline"] = measure(baseline_target, args.clients, args, work, pin, use_wrk)
-    report(results["baseline"])
+    log(f"phase 1: one row per request, {args.clients} clients, {args.rounds} round(s)")
+    results["faro"], results["baseline"], results["ratio"] = measure_rounds(
+        (faro_target, baseline_target), args.clients, args, work, pin, use_wrk, user
+    )
     if args.batch_seconds:
         batch_args = argparse.Namespace(**{**vars(args), "seconds": args.batch_seconds})
-        log(f"phase 2: {len(rows)} rows per request, {args.batch_clients} clients")
-        results["faro batch"] = measure_faro(faro_batch, args.batch_clients, batch_args, work, pin, use_wrk, user)
-        report(results["faro batch"])
-        results["baseline batch"] = measure(baseline_batch, args.batch_clients, batch_args, work, pin, use_wrk)
-        report(results["baseline batch"])
+        log(f"phase 2: {len(rows)} rows per request, {args.batch_clients} clients, {args.rounds} round(s)")
+        results["faro batch"], results["baseline batch"], results["batch ratio"] = measure_rounds(
+            (faro_batch, baseline_batch), args.batch_clients, batch_args, work, pin, use_wrk, user
+        )
     return results, "wrk" if use_wrk else "python"
 
 
@@ -734,6 +782,9 @@ def verdict(ok: bool) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, default=10, help="measured seconds per server, single rows (10)")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="alternating rounds of both servers per phase (default 3)"
+    )
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients, single rows (default 8)")
     parser.add_argument("--warmup", type=int, default=2, help="unmeasured seconds before each run (default 2)")
     parser.add_argument(
@@ -760,6 +811,8 @@ def main() -> int:
         "--loadgen", choices=("auto", "wrk", "python"), default="auto", help="auto: wrk when on PATH, else Python"
     )
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     if args.seconds < 1 or args.clients < 1 or args.warmup < 0 or args.batch_seconds < 0:
         parser.error("--seconds and --clients must be at least 1, --warmup and --batch-seconds at least 0")
     if args.batch_clients < 1 or args.batch_rows < 1 or args.workers < 1 or args.threads < 1:
@@ -787,13 +840,17 @@ def main() -> int:
         shutil.rmtree(work, ignore_errors=True)
 
     faro, baseline = results["faro"], results["baseline"]
-    ratio = faro.rps / baseline.rps if baseline.rps else 0.0
+    ratio = results["ratio"]
+    print("all rounds:", flush=True)
+    for name in ("faro", "baseline", "faro batch", "baseline batch"):
+        if name in results:
+            report(results[name])
     line = (
         f"BENCH serving: ratio={ratio:.3f} p99_ms={faro.p99_ms:.2f} rps={faro.rps:.1f} "
         f"baseline_rps={baseline.rps:.1f} p50_ms={faro.p50_ms:.2f} baseline_p50_ms={baseline.p50_ms:.2f} "
         f"baseline_p99_ms={baseline.p99_ms:.2f}"
     )
-    print(f"single row: faro/baseline requests/s = {ratio:.3f}", flush=True)
+    print(f"single row: faro/baseline requests/s = {ratio:.3f} (the median of the rounds' ratios)", flush=True)
     goals = [
         f"single-row ratio >= {GOAL_RATIO:.2f}: {verdict(ratio >= GOAL_RATIO)} ({ratio:.3f})",
         f"p99 <= {GOAL_P99_MS:g} ms at {args.clients} clients: {verdict(faro.p99_ms <= GOAL_P99_MS)} "
@@ -801,8 +858,8 @@ def main() -> int:
     ]
     if "faro batch" in results:
         batch, baseline_batch = results["faro batch"], results["baseline batch"]
-        batch_ratio = batch.rows_per_s / baseline_batch.rows_per_s if baseline_batch.rows_per_s else 0.0
-        print(f"{batch.rows_per_request}-row batches: faro/baseline rows/s = {batch_ratio:.3f}", flush=True)
+        batch_ratio = results["batch ratio"]
+        print(f"{batch.rows_per_request}-row batches: faro/baseline rows/s = {batch_ratio:.3f} (median)", flush=True)
         goals.append(
             f"batches >= {GOAL_BATCH_ROWS_PER_S / 1000:g} k rows/s: "
             f"{verdict(batch.rows_per_s >= GOAL_BATCH_ROWS_PER_S)} ({batch.rows_per_s / 1000:.1f} k)"
@@ -814,7 +871,7 @@ def main() -> int:
         )
     print("goals: " + "; ".join(goals), flush=True)
     print(f"{line} loadgen={loadgen} pinned={'yes' if pin.server else 'no'}", flush=True)
-    return 1 if any(result.errors for result in results.values()) else 0
+    return 1 if any(result.errors for result in results.values() if isinstance(result, Result)) else 0
 
 
 if __name__ == "__main__":
