@@ -54,7 +54,7 @@ class OnnxVersionScorer:
 
 class OnnxServingScorer:
     """A trained booster scored through its verified ONNX export (the same trees; onnxruntime answers one row
-    in about 10 µs where the booster takes 150–230 µs), the booster kept for explanations (pred_contribs)."""
+    in about 10 µs where the booster takes 150 to 230 µs), the booster kept for explanations (pred_contribs)."""
 
     def __init__(self, booster_scorer: BoosterScorer, onnx_bytes: bytes, *, task_type: str, n_labels: int) -> None:
         self.onnx = OnnxVersionScorer(onnx_bytes, task_type=task_type, n_labels=n_labels)

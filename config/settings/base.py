@@ -275,7 +275,7 @@ CELERY_BEAT_SCHEDULE["predictions.canaries_check"] = {
 # The code version recorded in every model version's lineage (e.g. the release's git commit).
 FARO_CODE_VERSION = env_str("FARO_CODE_VERSION", "")
 # Online scoring of a trained version goes through its ONNX export when that export passed its parity check
-# (one row in about 10 µs against the booster's 150–230 µs here); explanations still come from the booster.
+# (one row in about 10 µs against the booster's 150 to 230 µs here); explanations still come from the booster.
 FARO_SERVE_ONNX = env_bool("FARO_SERVE_ONNX", True)
 FARO_MODEL_CACHE_SIZE = env_int("FARO_MODEL_CACHE_SIZE", 16, minimum=1)
 FARO_TOKEN_CACHE_SECONDS = env_float("FARO_TOKEN_CACHE_SECONDS", 5.0, minimum=0.0)
