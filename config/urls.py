@@ -12,6 +12,7 @@ api_v1 = [
     path("", include("apps.features.api.urls")),
     path("", include("apps.features.api.urls_online")),
     path("", include("apps.registry.api.urls")),
+    path("", include("apps.monitoring.api.urls")),
 ]
 
 urlpatterns = [

@@ -272,6 +272,15 @@ CELERY_BEAT_SCHEDULE["predictions.canaries_check"] = {
     "schedule": timedelta(seconds=FARO_CANARY_CHECK_SECONDS),
     "options": {"expire_seconds": max(1, round(FARO_CANARY_CHECK_SECONDS))},
 }
+# Drift reports: every champion's served inputs in the last FARO_DRIFT_WINDOW_HOURS against its training data,
+# every FARO_DRIFT_INTERVAL_SECONDS (and on demand: API, manage.py drift_report).
+FARO_DRIFT_WINDOW_HOURS = env_float("FARO_DRIFT_WINDOW_HOURS", 24.0, minimum=0.01)
+FARO_DRIFT_INTERVAL_SECONDS = env_float("FARO_DRIFT_INTERVAL_SECONDS", 3600.0, minimum=60.0)
+CELERY_BEAT_SCHEDULE["monitoring.drift_reports_run"] = {
+    "task": "monitoring.drift_reports_run",
+    "schedule": timedelta(seconds=FARO_DRIFT_INTERVAL_SECONDS),
+    "options": {"expire_seconds": max(1, round(FARO_DRIFT_INTERVAL_SECONDS))},
+}
 # The code version recorded in every model version's lineage (e.g. the release's git commit).
 FARO_CODE_VERSION = env_str("FARO_CODE_VERSION", "")
 # Online scoring of a trained version goes through its ONNX export when that export passed its parity check

@@ -87,6 +87,8 @@ def test_the_schema_lists_every_api_operation(schema):
         ("/api/v1/models/{name}/invocations", "post"),
         ("/api/v1/models/{name}/traffic", "get"),
         ("/api/v1/models/{name}/traffic", "patch"),
+        ("/api/v1/models/{name}/drift-reports", "get"),
+        ("/api/v1/models/{name}/drift-reports", "post"),
         ("/api/v1/predictions/{request_id}/feedback", "post"),
         ("/api/v1/batch-jobs", "get"),
         ("/api/v1/batch-jobs", "post"),
