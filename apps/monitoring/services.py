@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -48,10 +49,13 @@ def monitored_inputs(version: ModelVersion) -> tuple[dict[str, str], dict[str, s
 
 
 def _served_columns(version: ModelVersion, kinds: dict[str, str], start: datetime, end: datetime):
-    """The window's logged inputs as columns (NaN / None where a row lacks a value), and the row count."""
+    """The window's logged inputs as columns (NaN / None where a row lacks a value), and the row count: the
+    newest FARO_DRIFT_MAX_ROWS of the window at most, so that a busy window cannot exhaust the worker."""
     values: dict[str, list[Any]] = {name: [] for name in kinds}
     rows = 0
-    logged = PredictionRecord.objects.filter(model_version=version, created_at__gte=start, created_at__lt=end)
+    logged = PredictionRecord.objects.filter(model_version=version, created_at__gte=start, created_at__lt=end).order_by(
+        "-created_at"
+    )[: settings.FARO_DRIFT_MAX_ROWS]
     for inputs in logged.values_list("inputs", flat=True).iterator(chunk_size=10_000):
         rows += 1
         for name, column in values.items():

@@ -276,6 +276,8 @@ CELERY_BEAT_SCHEDULE["predictions.canaries_check"] = {
 # every FARO_DRIFT_INTERVAL_SECONDS (and on demand: API, manage.py drift_report).
 FARO_DRIFT_WINDOW_HOURS = env_float("FARO_DRIFT_WINDOW_HOURS", 24.0, minimum=0.01)
 FARO_DRIFT_INTERVAL_SECONDS = env_float("FARO_DRIFT_INTERVAL_SECONDS", 3600.0, minimum=60.0)
+# A report reads at most this many of the window's newest decisions (a busy day holds millions).
+FARO_DRIFT_MAX_ROWS = env_int("FARO_DRIFT_MAX_ROWS", 500_000, minimum=1_000)
 CELERY_BEAT_SCHEDULE["monitoring.drift_reports_run"] = {
     "task": "monitoring.drift_reports_run",
     "schedule": timedelta(seconds=FARO_DRIFT_INTERVAL_SECONDS),

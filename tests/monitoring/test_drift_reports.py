@@ -199,3 +199,14 @@ def test_the_scheduled_task_reports_on_every_champion(champion, settings):
     found = DriftReport.objects.get()
     assert (found.model_version_id, found.rows, found.requested_by) == (champion.pk, 300, "system")
     assert "monitoring.drift_reports_run" in settings.CELERY_BEAT_SCHEDULE
+
+
+def test_a_busy_window_is_read_up_to_its_newest_rows(champion, settings):
+    rows = training_rows()
+    serve(rows[:200])
+    serve([{**row, "income": row["income"] * 3} for row in rows[200:]])  # the newest 100: all shifted
+    settings.FARO_DRIFT_MAX_ROWS = 100
+    found = report()
+    assert found.rows == 100
+    assert by_feature(found)["income"]["n_current"] == 100
+    assert by_feature(found)["income"]["status"] == "drifted"
