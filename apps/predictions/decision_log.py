@@ -77,8 +77,8 @@ def decisions_write(
     created_at: datetime | None = None,
     using: str = "default",
 ) -> None:
-    """Log the decisions of one request, in one statement. Raises IntegrityError when the request id already
-    has a decision for one of these rows from this version (nothing is written then)."""
+    """Log the decisions of one request, all or none. Raises IntegrityError when the request id already has a
+    decision for one of these rows from this version (nothing is written then)."""
     if not decisions:
         return
     connection = connections[using]
