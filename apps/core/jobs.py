@@ -8,9 +8,12 @@ then fails it with the reason.
 
 from __future__ import annotations
 
+import functools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import models, transaction
@@ -118,3 +121,32 @@ def jobs_reap(model: type[models.Model], *, now: datetime | None = None) -> list
             if mine.update(status=JobStatus.FAILED, lease_expires_at=None, finished_at=now, error=reason):
                 reaped.append(Reaped(job_id, attempt, False, reason))
     return reaped
+
+
+def jobs_reap_and_requeue(
+    model: type[models.Model],
+    *,
+    audit: Callable[..., Any],
+    action_prefix: str,
+    requeue: Callable[[int], Any],
+    on_failed: Callable[[int], Any] | None = None,
+    now: datetime | None = None,
+) -> list[int]:
+    """`jobs_reap`, and for each job taken back, in the same transaction: an audit event
+    (`<action_prefix>.requeued` or `.failed`, by "system", with the attempt and the reason), then once
+    committed `requeue(job_id)` for a requeued job or `on_failed(job_id)` for a failed one. The ids taken
+    back. `audit` is the audit trail's recorder (apps.governance.services.audit_record), passed in because
+    this module sits below the one that keeps it."""
+    with transaction.atomic():
+        reaped = jobs_reap(model, now=now)
+        for item in reaped:
+            audit(
+                actor="system",
+                action=f"{action_prefix}.{'requeued' if item.requeued else 'failed'}",
+                target=model(pk=item.job_id),
+                data={"attempt": item.attempt, "reason": item.reason},
+            )
+            then = requeue if item.requeued else on_failed
+            if then is not None:
+                transaction.on_commit(functools.partial(then, item.job_id))
+    return [item.job_id for item in reaped]

@@ -29,7 +29,7 @@ from apps.core.artefacts import (
     artefact_write_file,
 )
 from apps.core.errors import Conflict, FaroError, InvalidInput, NotFound, PayloadTooLarge
-from apps.core.jobs import Lease, job_claim, jobs_reap
+from apps.core.jobs import Lease, job_claim, jobs_reap_and_requeue
 from apps.data.models import DatasetVersion
 from apps.governance.services import acting_user, actor_principal, audit_record
 from apps.predictions import batch
@@ -329,20 +329,14 @@ def batch_jobs_reap(*, now: datetime | None = None) -> list[int]:
     """Take back batch jobs whose worker died: queue them again, or fail them after the last attempt."""
     from apps.predictions.batch_tasks import batch_job_run as batch_job_run_task
 
-    with transaction.atomic():
-        reaped = jobs_reap(BatchScoringJob, now=now)
-        for item in reaped:
-            audit_record(
-                actor="system",
-                action="batch_job.requeued" if item.requeued else "batch_job.failed",
-                target=BatchScoringJob(pk=item.job_id),
-                data={"attempt": item.attempt, "reason": item.reason},
-            )
-            if item.requeued:
-                transaction.on_commit(lambda job_id=item.job_id: batch_job_run_task.delay(job_id))
-            else:
-                transaction.on_commit(lambda job_id=item.job_id: _discard_input(job_id))
-    return [item.job_id for item in reaped]
+    return jobs_reap_and_requeue(
+        BatchScoringJob,
+        audit=audit_record,
+        action_prefix="batch_job",
+        requeue=batch_job_run_task.delay,
+        on_failed=_discard_input,
+        now=now,
+    )
 
 
 # -- run ------------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from apps.core.artefacts import artefact_read_bytes, artefact_write_bytes
 from apps.core.errors import Conflict, FaroError, InvalidInput, NotFound
-from apps.core.jobs import job_claim, jobs_reap
+from apps.core.jobs import job_claim, jobs_reap_and_requeue
 from apps.data.models import ColumnTag, DatasetVersion
 from apps.data.selectors import dataset_version_table
 from apps.events.services import event_emit
@@ -264,18 +264,9 @@ def training_jobs_reap(*, now: datetime | None = None) -> list[int]:
     """Take back training jobs whose worker died: queue them again, or fail them after the last attempt."""
     from apps.registry.tasks import training_job_run as training_job_run_task
 
-    with transaction.atomic():
-        reaped = jobs_reap(TrainingJob, now=now)
-        for item in reaped:
-            audit_record(
-                actor="system",
-                action="training_job.requeued" if item.requeued else "training_job.failed",
-                target=TrainingJob(pk=item.job_id),
-                data={"attempt": item.attempt, "reason": item.reason},
-            )
-            if item.requeued:
-                transaction.on_commit(lambda job_id=item.job_id: training_job_run_task.delay(job_id))
-    return [item.job_id for item in reaped]
+    return jobs_reap_and_requeue(
+        TrainingJob, audit=audit_record, action_prefix="training_job", requeue=training_job_run_task.delay, now=now
+    )
 
 
 def _numeric_groups(values: list[Any], column: str) -> list[Any]:
