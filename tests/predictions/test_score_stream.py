@@ -118,6 +118,17 @@ def pending(redis_client, streams: Streams) -> list[tuple[str, str, int]]:
     ]
 
 
+def wait_until_idle(redis_client, streams: Streams, idle_ms: int, timeout: float = 10.0) -> None:
+    """Until every unacknowledged message has been idle (undelivered) for at least `idle_ms`, as Redis counts."""
+    deadline = time.monotonic() + timeout
+    while True:
+        entries = redis_client.xpending_range(streams.input, streams.group, "-", "+", 100)
+        if all(item["time_since_delivered"] >= idle_ms for item in entries):
+            return
+        assert time.monotonic() < deadline, f"messages not idle for {idle_ms} ms within {timeout} s: {entries}"
+        time.sleep(0.01)
+
+
 def counter(name: str, **labels) -> float:
     return REGISTRY.get_sample_value(f"{name}_total", labels) or 0.0
 
@@ -326,7 +337,7 @@ def test_a_message_logged_by_a_consumer_that_died_before_acknowledging_is_claime
     dead.close()
     records = [(r.pk, r.output) for r in logged(request_id)]
     assert pending(redis_client, streams) == [(message_id, "consumer-1", 1)]
-    time.sleep(0.2)
+    wait_until_idle(redis_client, streams, 100)
 
     tally = score(streams, max_messages=1, consumer="consumer-2", claim_idle_ms=100)
 
@@ -361,7 +372,7 @@ def test_messages_pending_at_a_dead_consumer_are_claimed_once_idle_and_scored_ex
     tally = score(streams, max_messages=1, consumer="consumer-2", claim_idle_ms=60_000)
     assert (tally.claimed, [r["request_id"] for r in results(redis_client, streams)]) == (0, [str(fresh)])
     assert len(pending(redis_client, streams)) == 3
-    time.sleep(0.2)
+    wait_until_idle(redis_client, streams, 100)
 
     tally = score(streams, max_messages=3, consumer="consumer-2", claim_idle_ms=100)
 
