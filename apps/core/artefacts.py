@@ -7,11 +7,13 @@ twice stores them once, and a file that changed on disk is refused when loaded.
 import hashlib
 import os
 import tempfile
+import uuid
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 
-from apps.core.errors import FaroError
+from apps.core.errors import FaroError, PayloadTooLarge
 
 CHUNK = 1024 * 1024
 
@@ -100,3 +102,28 @@ def artefact_verified_path(relative: str, sha256: str) -> Path:
     if sha256_file(path) != sha256:
         raise ArtefactCorrupted(f"Artefact {relative} does not match its recorded SHA-256")
     return path
+
+
+def upload_stage(upload: Any, *, kind: str) -> tuple[str, str, int]:
+    """Copy an upload (chunk by chunk) into artefact storage under `kind`/, synced to disk; return (relative
+    path, sha256, size). Beyond FARO_UPLOAD_MAX_BYTES it is refused (413) and nothing is kept."""
+    limit = settings.FARO_UPLOAD_MAX_BYTES
+    if upload.size is not None and upload.size > limit:
+        raise PayloadTooLarge(f"The file is {upload.size} bytes; the limit is {limit}.")
+    relative = f"{kind}/{uuid.uuid4().hex}"
+    target = artefact_path(relative)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    size = 0
+    with open(target, "wb") as handle:
+        for chunk in upload.chunks():
+            size += len(chunk)
+            if size > limit:
+                handle.close()
+                target.unlink(missing_ok=True)
+                raise PayloadTooLarge(f"The file exceeds the limit of {limit} bytes.")
+            digest.update(chunk)
+            handle.write(chunk)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return relative, digest.hexdigest(), size

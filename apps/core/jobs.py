@@ -150,3 +150,13 @@ def jobs_reap_and_requeue(
             if then is not None:
                 transaction.on_commit(functools.partial(then, item.job_id))
     return [item.job_id for item in reaped]
+
+
+def job_start(model: type[models.Model], job_id: int, *, audit: Callable[..., Any], action: str) -> Lease | None:
+    """Claim a queued job (`job_claim`) and record `action` by "system" with the attempt, in one transaction;
+    None when the job is not queued (a duplicate delivery, or it ended)."""
+    with transaction.atomic():
+        lease = job_claim(model, job_id)
+        if lease is not None:
+            audit(actor="system", action=action, target=model(pk=job_id), data={"attempt": lease.attempt})
+    return lease

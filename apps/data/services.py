@@ -1,23 +1,25 @@
 """Writes for datasets: descriptions, checks, and immutable versions ingested from uploads by a worker."""
 
-import hashlib
 import logging
-import os
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from apps.core.artefacts import artefact_path, artefact_temp_path, artefact_verified_path, artefact_write_file
-from apps.core.errors import Conflict, FaroError, InvalidInput, PayloadTooLarge
+from apps.core.artefacts import (
+    artefact_path,
+    artefact_temp_path,
+    artefact_verified_path,
+    artefact_write_file,
+    upload_stage,
+)
+from apps.core.errors import Conflict, FaroError, InvalidInput
 from apps.data.ingest import IngestError, SourceOptions, parquet_writer, schema_changes, write_version
 from apps.data.models import Dataset, DatasetCheck, DatasetVersion, IngestJob
 from apps.governance.services import acting_user, actor_ref, audit_record
@@ -178,29 +180,6 @@ def parse_ingest_options(raw: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _stage(upload: Any) -> tuple[str, str, int]:
-    """Copy an upload into artefact storage under uploads/; return (relative path, sha256, size)."""
-    if upload.size is not None and upload.size > settings.FARO_UPLOAD_MAX_BYTES:
-        raise PayloadTooLarge(f"The file is {upload.size} bytes; the limit is {settings.FARO_UPLOAD_MAX_BYTES}.")
-    relative = f"uploads/{uuid.uuid4().hex}"
-    target = artefact_path(relative)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    digest = hashlib.sha256()
-    size = 0
-    with open(target, "wb") as handle:
-        for chunk in upload.chunks():
-            size += len(chunk)
-            if size > settings.FARO_UPLOAD_MAX_BYTES:
-                handle.close()
-                target.unlink(missing_ok=True)
-                raise PayloadTooLarge(f"The file exceeds the limit of {settings.FARO_UPLOAD_MAX_BYTES} bytes.")
-            digest.update(chunk)
-            handle.write(chunk)
-        handle.flush()
-        os.fsync(handle.fileno())
-    return relative, digest.hexdigest(), size
-
-
 def ingest_job_create(
     *,
     dataset: Dataset,
@@ -214,7 +193,7 @@ def ingest_job_create(
     With `expected_sha256`, a damaged or truncated upload is refused before anything is queued.
     """
     parsed = parse_ingest_options(options or {})
-    relative, digest, size = _stage(upload)
+    relative, digest, size = upload_stage(upload, kind="uploads")
     if expected_sha256 and expected_sha256.lower() != digest:
         artefact_path(relative).unlink(missing_ok=True)
         raise InvalidInput(
@@ -461,7 +440,7 @@ def dataset_version_create_from_upload(
 ) -> DatasetVersion:
     """Ingest an upload right away, in this process (demo set-up, scripts); pages and the API queue a job."""
     parsed = parse_ingest_options(options or {})
-    relative, digest, _size = _stage(upload)
+    relative, digest, _size = upload_stage(upload, kind="uploads")
     try:
         return dataset_version_ingest(
             dataset=dataset,

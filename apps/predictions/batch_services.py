@@ -8,11 +8,8 @@ with which version, and the SHA-256 of the result), and the result file is the d
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
 import time
-import uuid
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -27,9 +24,10 @@ from apps.core.artefacts import (
     artefact_temp_path,
     artefact_verified_path,
     artefact_write_file,
+    upload_stage,
 )
-from apps.core.errors import Conflict, FaroError, InvalidInput, NotFound, PayloadTooLarge
-from apps.core.jobs import Lease, job_claim, jobs_reap_and_requeue
+from apps.core.errors import Conflict, FaroError, InvalidInput, NotFound
+from apps.core.jobs import Lease, job_start, jobs_reap_and_requeue
 from apps.data.models import DatasetVersion
 from apps.governance.services import acting_user, actor_principal, audit_record
 from apps.predictions import batch
@@ -107,30 +105,6 @@ def _input_problems(version: ModelVersion, schema: Any = None, columns: list[str
     return []
 
 
-def _stage(upload: Any) -> tuple[str, str, int]:
-    """Copy an upload into artefact storage under batch-inputs/; return (relative path, sha256, size)."""
-    limit = settings.FARO_UPLOAD_MAX_BYTES
-    if upload.size is not None and upload.size > limit:
-        raise PayloadTooLarge(f"The file is {upload.size} bytes; the limit is {limit}.")
-    relative = f"{INPUT_KIND}/{uuid.uuid4().hex}"
-    target = artefact_path(relative)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    digest = hashlib.sha256()
-    size = 0
-    with open(target, "wb") as handle:
-        for chunk in upload.chunks():
-            size += len(chunk)
-            if size > limit:
-                handle.close()
-                target.unlink(missing_ok=True)
-                raise PayloadTooLarge(f"The file exceeds the limit of {limit} bytes.")
-            digest.update(chunk)
-            handle.write(chunk)
-        handle.flush()
-        os.fsync(handle.fileno())
-    return relative, digest.hexdigest(), size
-
-
 def _upload_problems(version: ModelVersion, path: Path, name: str) -> list[str]:
     """What the start of an upload tells: its format (by name and content) and its columns."""
     import pyarrow.parquet as pq
@@ -193,7 +167,7 @@ def batch_job_create(
     staged = digest = ""
     size = 0
     if upload is not None:
-        staged, digest, size = _stage(upload)
+        staged, digest, size = upload_stage(upload, kind=INPUT_KIND)
         problems = _upload_problems(model_version, artefact_path(staged), upload.name or "")
         if problems:
             artefact_path(staged).unlink(missing_ok=True)
@@ -363,17 +337,10 @@ def batch_job_run(*, job_id: int) -> BatchScoringJob | None:
     discards its partial output. An input that cannot be scored fails the job with the reason; rows that
     cannot be scored are counted (and the first listed) in `problems`, with empty scores in the output.
     """
-    with transaction.atomic():
-        lease = job_claim(BatchScoringJob, job_id)
-        if lease is None:
-            logger.info("Batch scoring job %s is not queued; nothing to do", job_id)
-            return None
-        audit_record(
-            actor="system",
-            action="batch_job.started",
-            target=BatchScoringJob(pk=job_id),
-            data={"attempt": lease.attempt},
-        )
+    lease = job_start(BatchScoringJob, job_id, audit=audit_record, action="batch_job.started")
+    if lease is None:
+        logger.info("Batch scoring job %s is not queued; nothing to do", job_id)
+        return None
     job = BatchScoringJob.objects.select_related(
         "registered_model",
         "model_version__registered_model",

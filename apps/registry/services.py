@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from apps.core.artefacts import artefact_read_bytes, artefact_write_bytes
 from apps.core.errors import Conflict, FaroError, InvalidInput, NotFound
-from apps.core.jobs import job_claim, jobs_reap_and_requeue
+from apps.core.jobs import job_start, jobs_reap_and_requeue
 from apps.data.models import ColumnTag, DatasetVersion
 from apps.data.selectors import dataset_version_table
 from apps.events.services import event_emit
@@ -301,17 +301,10 @@ def training_job_run(*, job_id: int) -> ModelVersion | None:
     is renewed as boosting rounds complete; a cancel request or the reaper taking the job back stops the
     attempt at the next round. A data problem fails the job with a message a person can act on.
     """
-    with transaction.atomic():
-        lease = job_claim(TrainingJob, job_id)
-        if lease is None:
-            logger.info("Training job %s is not queued; nothing to do", job_id)
-            return None
-        audit_record(
-            actor="system",
-            action="training_job.started",
-            target=TrainingJob(pk=job_id),
-            data={"attempt": lease.attempt},
-        )
+    lease = job_start(TrainingJob, job_id, audit=audit_record, action="training_job.started")
+    if lease is None:
+        logger.info("Training job %s is not queued; nothing to do", job_id)
+        return None
     job = TrainingJob.objects.select_related("registered_model", "dataset_version__dataset", "feature_set_version").get(
         pk=job_id
     )
