@@ -23,11 +23,12 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("healthz", monitoring_views.healthz, name="healthz"),
     path("readyz", monitoring_views.readyz, name="readyz"),
-    path("", include("django_prometheus.urls")),
+    path("metrics", monitoring_views.metrics, name="prometheus-metrics"),
     path("", include("apps.predictions.urls")),
     path("", include("apps.registry.urls")),
     path("", include("apps.data.urls")),
     path("", include("apps.features.urls")),
+    path("", include("apps.monitoring.urls")),
 ]
 
 handler400 = "apps.core.views.bad_request"

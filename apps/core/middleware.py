@@ -1,6 +1,8 @@
 """HTTP metrics for every request, kept to what an operator charts: requests by view, method and status, and
 latency by view. Two metric updates per request (the prediction path's own metrics are in
-apps.predictions.metrics); labels are bounded: the URL pattern's name, never the path or its ids.
+apps.predictions.metrics), and a third for a scoring request: the worker thread's CPU time, by the model
+and version that answered (the cost per inference). Labels are bounded: the URL pattern's name, never the
+path or its ids.
 """
 
 import time
@@ -18,6 +20,12 @@ HTTP_LATENCY = Histogram(
     ["view"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0),
 )
+PREDICTION_CPU = Counter(
+    "faro_prediction_cpu_seconds",
+    "CPU time of the web worker thread spent on scoring requests, from the first middleware to the response, "
+    "by the model and version that answered. Divided by faro_predictions_total, the CPU seconds per prediction.",
+    ["model", "version"],
+)
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
@@ -26,8 +34,12 @@ class HttpMetricsMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.thread_time()
         response = self.get_response(request)
+        scored_by = response.headers.get("X-Model-Version")
+        if scored_by is not None:  # "model/version", set by the scoring endpoints from the model as loaded
+            model, _, version = scored_by.rpartition("/")
+            PREDICTION_CPU.labels(model=model, version=version).inc(time.thread_time() - cpu_started)
         match = request.resolver_match
         view = (match.view_name or "unnamed") if match is not None else "unresolved"
         method = request.method if request.method in METHODS else "other"

@@ -11,6 +11,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
+from prometheus_client import Counter
 
 from apps.core.artefacts import (
     artefact_path,
@@ -25,6 +26,12 @@ from apps.data.models import Dataset, DatasetCheck, DatasetVersion, IngestJob
 from apps.governance.services import acting_user, actor_ref, audit_record
 
 logger = logging.getLogger(__name__)
+
+DATA_CHECK_FAILURES = Counter(
+    "faro_data_check_failures",
+    "Data checks that failed on a new dataset version, by kind of check and severity (blocking or warning).",
+    ["check", "severity"],
+)
 
 DATASET_FIELDS = (
     "description",
@@ -358,6 +365,9 @@ def dataset_version_ingest(
             )
         checks = [check.spec() for check in dataset.checks.filter(enabled=True)]
         results = run_checks(temp, checks) if checks else []
+        for outcome in results:
+            if not outcome.passed:
+                DATA_CHECK_FAILURES.labels(check=outcome.kind, severity=outcome.severity).inc()
         failures = blocking_failures(results)
         if failures:
             raise InvalidInput(

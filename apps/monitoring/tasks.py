@@ -25,3 +25,11 @@ def drift_reports_run() -> None:
             )
         except FaroError as exc:  # one model's problem (its feature set changed, say) does not stop the rest
             logger.warning("No drift report for %s: %s", version.registered_model.name, exc.message)
+
+
+@shared_task(name="monitoring.checks_run")
+def checks_run() -> None:
+    """Live quality of every champion, SLOs of every model, failed jobs; alerts from them (beat)."""
+    from apps.monitoring.services import checks_run as run
+
+    run()

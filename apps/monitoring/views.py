@@ -1,17 +1,26 @@
-"""Liveness and readiness for load balancers and orchestrators."""
+"""Liveness and readiness for load balancers and orchestrators, the Prometheus scrape, and the staff's
+monitoring dashboards."""
 
 import logging
+import os
 from pathlib import Path
 
 from celery import current_app
 from django.conf import settings
+from django.contrib.admin.views.decorators import staff_member_required
 from django.db import connection
-from django.http import JsonResponse
+from django.http import Http404, HttpResponse, JsonResponse
+from django.shortcuts import render
 from django.views.decorators.http import require_GET
+from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.multiprocess import MultiProcessCollector
 
-from apps.core.errors import FaroError
+from apps.core.errors import FaroError, NotFound
+from apps.monitoring import dashboards
+from apps.monitoring.collectors import FaroStateCollector
 from apps.predictions.loader import model_cache
-from apps.registry.selectors import champion_versions
+from apps.registry.selectors import champion_versions, registered_model_get
 
 logger = logging.getLogger(__name__)
 
@@ -79,3 +88,66 @@ def readyz(request):
     if settings.DEBUG:
         body["debug"] = True
     return JsonResponse(body, status=503 if problems else 200)
+
+
+class _ProcessMetrics:
+    """This process's own metrics, when there is no multiprocess directory (one process: runserver, tests)."""
+
+    def collect(self):
+        return REGISTRY.collect()
+
+
+@require_GET
+def metrics(request):
+    """Prometheus text: every process's counters and histograms (summed over the web and Celery workers'
+    multiprocess files when PROMETHEUS_MULTIPROC_DIR is set), plus gauges read from Faro's state."""
+    registry = CollectorRegistry(auto_describe=False)
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        MultiProcessCollector(registry)
+    else:
+        registry.register(_ProcessMetrics())
+    registry.register(FaroStateCollector())
+    return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+
+
+# -- dashboards (staff pages) ------------------------------------------------------------------------------
+
+
+@staff_member_required
+@require_GET
+def fleet(request):
+    """Every registered model on one page, the ones with problems first."""
+    return render(request, "monitoring/fleet.html", {"rows": dashboards.fleet_overview()})
+
+
+@staff_member_required
+@require_GET
+def model_dashboard(request, name: str):
+    """One model's traffic, latency, errors, canary, drift, live quality, SLOs, alerts and cost.
+
+    `?hours=` picks the traffic window, one of dashboards.HOURS_CHOICES (24 when absent); any other value
+    is a 400 page that names the parameter and its choices, as the registry's compare page does."""
+    try:
+        model = registered_model_get(name=name)
+    except NotFound:
+        raise Http404(name) from None
+    raw = request.GET.get("hours")
+    choices = dashboards.HOURS_CHOICES
+    if raw is None:
+        hours = dashboards.DEFAULT_HOURS
+    elif raw.isdigit() and int(raw) in choices:
+        hours = int(raw)
+    else:
+        listed = ", ".join(str(choice) for choice in choices[:-1]) + f" or {choices[-1]}"
+        return render(
+            request,
+            "monitoring/model.html",
+            {
+                "model": model,
+                "hours": dashboards.DEFAULT_HOURS,
+                "hours_choices": [{"hours": c, "label": dashboards.window_label(c)} for c in choices],
+                "problem": f"hours must be one of {listed}; {raw!r} is not.",
+            },
+            status=400,
+        )
+    return render(request, "monitoring/model.html", dashboards.model_dashboard(model, hours=hours))

@@ -31,6 +31,7 @@ from apps.core.jobs import Lease, job_start, jobs_reap_and_requeue
 from apps.data.models import DatasetVersion
 from apps.governance.services import acting_user, actor_principal, audit_record
 from apps.predictions import batch
+from apps.predictions.metrics import BATCH_ROWS
 from apps.predictions.models import BatchScoringJob
 from apps.registry.models import ModelVersion
 
@@ -444,6 +445,7 @@ def batch_job_run(*, job_id: int) -> BatchScoringJob | None:
             },
         )
     _discard_input(job_id)
+    BATCH_ROWS.labels(model=job.registered_model.name, version=str(job.model_version.version)).inc(result.scored)
     return batch_job_get(job_id=job_id)
 
 

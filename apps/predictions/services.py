@@ -20,7 +20,7 @@ from apps.features.online import store_for_settings
 from apps.governance.services import actor_ref, audit_record
 from apps.predictions.decision_log import Decision, decisions_write
 from apps.predictions.loader import LoadedModel, model_cache
-from apps.predictions.metrics import PREDICTION_LATENCY, PREDICTION_REQUESTS, PREDICTIONS
+from apps.predictions.metrics import PREDICTION_LATENCY, PREDICTION_REQUESTS, PREDICTIONS, stage_timers
 from apps.predictions.mlflow_protocol import Inputs, ProtocolError, RowProblems
 from apps.predictions.models import PredictionRecord, Route, ScoringFailure, StickyBy, TrafficPolicy
 from apps.predictions.open_inference import InferRequest, infer_request_decode
@@ -53,6 +53,7 @@ def prediction_make(
     channel: str = PredictionRecord.Channel.API,
     client: str = "",
     request_id: uuid.UUID | None = None,
+    parse_seconds: float | None = None,
 ) -> PredictionResult:
     """Score `rows` with a version of `model_name`: the alias or version named, else as the model's traffic
     policy routes it (the champion, or the canary for its share of requests).
@@ -62,6 +63,8 @@ def prediction_make(
     is already in the log returns the logged decisions again instead of scoring twice (a redelivered
     message, a retried call). A canary that refuses rows the champion accepts, or fails to score, is
     counted against the canary and the champion answers: a canary never fails a request.
+
+    `parse_seconds`, the time the caller took to read the body, is recorded with the other stages' times.
     """
     started = time.perf_counter()
     if request_id is not None:
@@ -88,8 +91,10 @@ def prediction_make(
             except Exception as exc:
                 _canary_failed(champion, policy.canary_version, exc)
                 loaded, route = champion, Route.CHAMPION
+    routed = time.perf_counter()
     if isinstance(rows, list):
         rows = _with_online_features(loaded, rows)
+    enriched = time.perf_counter()
     problems = loaded.pipeline.validate_rows(rows)
     if problems and route == Route.CANARY and not champion.pipeline.validate_rows(rows):
         _canary_failed(champion, loaded.version, InvalidInput("refused inputs the champion accepts"))
@@ -97,8 +102,10 @@ def prediction_make(
     if problems:
         PREDICTION_REQUESTS.labels(model=loaded.model_name, status="invalid").inc()
         raise InvalidInput(f"{len(problems)} problem(s) with the inputs.", extra={"errors": problems})
+    validated = time.perf_counter()
     try:
         matrix = loaded.pipeline.transform_rows(rows)
+        transformed = time.perf_counter()
         outputs = loaded.predict(matrix)
         explanations = loaded.explain(matrix, outputs, rows) if explain else None
     except Exception as exc:
@@ -107,13 +114,16 @@ def prediction_make(
             raise
         _canary_failed(champion, loaded.version, exc)
         loaded, route = champion, Route.CHAMPION
+        validated = time.perf_counter()  # the champion's stages are the ones timed
         matrix = loaded.pipeline.transform_rows(rows)
+        transformed = time.perf_counter()
         outputs = loaded.predict(matrix)
         explanations = loaded.explain(matrix, outputs, rows) if explain else None
+    predicted = time.perf_counter()
     request_id = request_id or uuid.uuid4()
     subject_key = loaded.pipeline.subject_key
     subject_ids = [str(row.get(subject_key, "")) if subject_key else "" for row in rows]
-    latency_ms = round((time.perf_counter() - started) * 1000, 3)
+    latency_ms = round((predicted - started) * 1000, 3)
     decisions = [
         Decision(
             row=index,
@@ -151,11 +161,19 @@ def prediction_make(
                 client=client,
             )
         )
-    version_label = str(loaded.version)
+    logged = time.perf_counter()
+    model_label, version_label = loaded.model_name, str(loaded.version)
     for outcome, count in Counter(str(output.get("label", "value")) for output in outputs).items():
-        PREDICTIONS.labels(model=loaded.model_name, version=version_label, outcome=outcome).inc(count)
-    PREDICTION_REQUESTS.labels(model=loaded.model_name, status="ok").inc()
-    PREDICTION_LATENCY.labels(model=loaded.model_name).observe(time.perf_counter() - started)
+        PREDICTIONS.labels(model=model_label, version=version_label, outcome=outcome).inc(count)
+    PREDICTION_REQUESTS.labels(model=model_label, status="ok").inc()
+    PREDICTION_LATENCY.labels(model=model_label).observe(logged - started)
+    parse, validate, features, predict, log = stage_timers(model_label)
+    if parse_seconds is not None:
+        parse.observe(parse_seconds)
+    validate.observe((routed - started) + (validated - enriched))
+    features.observe((enriched - routed) + (transformed - validated))
+    predict.observe(predicted - transformed)
+    log.observe(logged - predicted)
     return PredictionResult(
         request_id=str(request_id), model=loaded, outputs=outputs, explanations=explanations, route=route
     )
@@ -224,6 +242,7 @@ def prediction_make_from_inputs(
     version: int | None = None,
     channel: str = PredictionRecord.Channel.MLFLOW,
     client: str = "",
+    parse_seconds: float = 0.0,
 ) -> PredictionResult:
     """Score rows read from a body of MLflow's scoring protocol (`apps.predictions.mlflow_protocol`).
 
@@ -231,8 +250,10 @@ def prediction_make_from_inputs(
     types it declares, and a bare value is the input of a one-input model. They are then scored through
     `prediction_make` with the same alias or version (so default traffic follows the traffic policy), and
     validation, the decision log and the metrics are those of every prediction. `probabilities` is refused
-    for a model that has none (regression) before anything is scored.
+    for a model that has none (regression) before anything is scored. `parse_seconds` is the caller's time
+    to read the body; reading the rows with the signature counts with it as the parse stage.
     """
+    reading = time.perf_counter()
     try:
         loaded = model_cache.get(model_name, alias=alias, version=version)
     except NotFound:
@@ -256,7 +277,13 @@ def prediction_make_from_inputs(
         PREDICTION_REQUESTS.labels(model=loaded.model_name, status="invalid").inc()
         raise
     return prediction_make(
-        model_name=model_name, rows=rows, alias=alias, version=version, channel=channel, client=client
+        model_name=model_name,
+        rows=rows,
+        alias=alias,
+        version=version,
+        channel=channel,
+        client=client,
+        parse_seconds=parse_seconds + (time.perf_counter() - reading),
     )
 
 
@@ -267,14 +294,17 @@ def prediction_make_from_tensors(
     version: int | None = None,
     channel: str = PredictionRecord.Channel.V2,
     client: str = "",
+    parse_seconds: float = 0.0,
 ) -> tuple[PredictionResult, InferRequest]:
     """Score the tensors of an Open Inference Protocol V2 request (`apps.predictions.open_inference`).
 
     The tensors are checked against the signature of the version named (else the champion's); the rows are
     then scored through `prediction_make` with the same version (so default traffic follows the traffic
     policy), and validation, the decision log and the metrics are those of every prediction. Returns the
-    result and the decoded request (its id and the outputs asked for).
+    result and the decoded request (its id and the outputs asked for). `parse_seconds` is the caller's time
+    to read the body; decoding the tensors counts with it as the parse stage.
     """
+    reading = time.perf_counter()
     try:
         loaded = model_cache.get(model_name, version=version)
     except NotFound:
@@ -291,7 +321,12 @@ def prediction_make_from_tensors(
         PREDICTION_REQUESTS.labels(model=loaded.model_name, status="invalid").inc()
         raise
     result = prediction_make(
-        model_name=loaded.model_name, rows=request.rows, version=version, channel=channel, client=client
+        model_name=loaded.model_name,
+        rows=request.rows,
+        version=version,
+        channel=channel,
+        client=client,
+        parse_seconds=parse_seconds + (time.perf_counter() - reading),
     )
     return result, request
 

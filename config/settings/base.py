@@ -13,7 +13,7 @@ from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
-from config.settings.env import database_config, env_bool, env_float, env_int, env_list, env_str
+from config.settings.env import SQLITE_ENGINE, database_config, env_bool, env_float, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = Path(env_str("FARO_VAR_DIR", str(BASE_DIR / "var")))
@@ -90,9 +90,9 @@ DATABASE_URL = env_str("DATABASE_URL")
 if DATABASE_URL:
     DATABASES = {"default": database_config(DATABASE_URL)}
 else:
-    DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": VAR_DIR / "faro.sqlite3"}}
+    DATABASES = {"default": {"ENGINE": SQLITE_ENGINE, "NAME": VAR_DIR / "faro.sqlite3"}}
 
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+if DATABASES["default"]["ENGINE"] == SQLITE_ENGINE:
     # IMMEDIATE makes concurrent writers queue instead of failing on upgrade; WAL lets the web
     # read while the worker writes; synchronous=FULL syncs the WAL at every commit, so an acknowledged
     # decision survives a power loss.
@@ -110,11 +110,15 @@ else:
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_str("REDIS_URL")
+# The default cache's gets, hits and misses are counted by django-prometheus (django_cache_*).
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {"default": {"BACKEND": "apps.core.cache.CountedRedisCache", "LOCATION": REDIS_URL}}
 else:
     CACHES = {
-        "default": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": VAR_DIR / "cache"}
+        "default": {
+            "BACKEND": "django_prometheus.cache.backends.filebased.FileBasedCache",
+            "LOCATION": VAR_DIR / "cache",
+        }
     }
 # Request counters for fair use: shared by every process through Redis; without Redis, each process counts
 # its own requests.
@@ -283,6 +287,32 @@ CELERY_BEAT_SCHEDULE["monitoring.drift_reports_run"] = {
     "schedule": timedelta(seconds=FARO_DRIFT_INTERVAL_SECONDS),
     "options": {"expire_seconds": max(1, round(FARO_DRIFT_INTERVAL_SECONDS))},
 }
+# Monitoring checks, every FARO_MONITOR_INTERVAL_SECONDS: each champion's live quality over the last
+# FARO_QUALITY_WINDOW_HOURS (labels arrive late, so the window is long), each model's SLOs over the last
+# FARO_SLO_WINDOW_DAYS, failed jobs; alerts are raised and resolved from them.
+FARO_MONITOR_INTERVAL_SECONDS = env_float("FARO_MONITOR_INTERVAL_SECONDS", 300.0, minimum=10.0)
+FARO_QUALITY_WINDOW_HOURS = env_float("FARO_QUALITY_WINDOW_HOURS", 168.0, minimum=0.01)
+FARO_SLO_WINDOW_DAYS = env_float("FARO_SLO_WINDOW_DAYS", 30.0, minimum=0.01)
+CELERY_BEAT_SCHEDULE["monitoring.checks_run"] = {
+    "task": "monitoring.checks_run",
+    "schedule": timedelta(seconds=FARO_MONITOR_INTERVAL_SECONDS),
+    "options": {"expire_seconds": max(1, round(FARO_MONITOR_INTERVAL_SECONDS))},
+}
+# Who is e-mailed when an alert opens (besides the model's owner), and how mail leaves.
+FARO_ALERT_EMAILS = env_list("FARO_ALERT_EMAILS", [])
+DEFAULT_FROM_EMAIL = env_str("FARO_EMAIL_FROM", "faro@localhost")
+EMAIL_BACKEND = env_str("FARO_EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = env_str("FARO_EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("FARO_EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = env_str("FARO_EMAIL_USER", "")
+EMAIL_HOST_PASSWORD = env_str("FARO_EMAIL_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("FARO_EMAIL_TLS", False)
+EMAIL_TIMEOUT = 10
+# The price of one CPU-hour, to turn the CPU seconds a prediction costs into money (unset: CPU seconds only).
+FARO_CPU_PRICE_PER_HOUR = (
+    env_float("FARO_CPU_PRICE_PER_HOUR", 0.0, minimum=0.0) if env_str("FARO_CPU_PRICE_PER_HOUR") else None
+)
+FARO_COST_CURRENCY = env_str("FARO_COST_CURRENCY", "USD")
 # The code version recorded in every model version's lineage (e.g. the release's git commit).
 FARO_CODE_VERSION = env_str("FARO_CODE_VERSION", "")
 # Online scoring of a trained version goes through its ONNX export when that export passed its parity check

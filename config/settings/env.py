@@ -66,6 +66,10 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return items
 
 
+# Django's SQLite backend, its connections and queries counted by django-prometheus.
+SQLITE_ENGINE = "django_prometheus.db.backends.sqlite3"
+
+
 def database_config(url: str, *, name: str = "DATABASE_URL") -> dict:
     """Parse a database URL (sqlite:///path or postgres://...) into Django's DATABASES entry."""
     try:
@@ -76,5 +80,8 @@ def database_config(url: str, *, name: str = "DATABASE_URL") -> dict:
     if engine not in ("django.db.backends.sqlite3", "django.db.backends.postgresql"):
         raise ImproperlyConfigured(f"{name} must be a sqlite:// or postgres:// URL, not {url.split(':', 1)[0]}://")
     if engine == "django.db.backends.postgresql":
-        config["ENGINE"] = "apps.core.postgresql"  # Django's, with a health check without a round trip
+        # Django's, counted by django-prometheus, with a health check without a round trip
+        config["ENGINE"] = "apps.core.postgresql"
+    else:
+        config["ENGINE"] = SQLITE_ENGINE
     return config

@@ -8,6 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 from django.conf import settings
 from django.core.management import CommandError, call_command
+from prometheus_client import REGISTRY
 
 from apps.core.errors import InvalidInput
 from apps.data.models import DatasetVersion, IngestJob
@@ -305,6 +306,12 @@ def test_declared_columns_must_be_present(dataset, csv_upload):
 def test_blocking_checks_reject_and_warnings_are_recorded(dataset, csv_upload):
     dataset_check_create(dataset=dataset, kind="range", column="age", params={"min": 18, "max": 120})
     dataset_check_create(dataset=dataset, kind="unique", column="customer_id", severity="warning")
+
+    def failures(check: str, severity: str) -> float:
+        value = REGISTRY.get_sample_value("faro_data_check_failures_total", {"check": check, "severity": severity})
+        return value or 0.0
+
+    before = (failures("range", "blocking"), failures("unique", "warning"))
     good = ingest(dataset, csv_upload, generated_csv(rows=30))
     assert [(item["kind"], item["passed"]) for item in good.validation["checks"]] == [("range", True), ("unique", True)]
     bad = b"customer_id,income,age,city,repaid\nC1,1.5,17,north,yes\nC1,2.5,40,east,no\nC3,3.5,130,east,no\n"
@@ -317,6 +324,8 @@ def test_blocking_checks_reject_and_warnings_are_recorded(dataset, csv_upload):
     warned = ingest(dataset, csv_upload, bad.replace(b",17,", b",20,").replace(b",130,", b",60,"))
     unique = warned.validation["checks"][1]
     assert (unique["passed"], unique["severity"], unique["failing_rows"]) == (False, "warning", [2])
+    # the rejected upload failed the range and the unique check; the accepted one the unique check
+    assert (failures("range", "blocking"), failures("unique", "warning")) == (before[0] + 1, before[1] + 2)
 
 
 def test_a_dataset_with_personal_columns_needs_purpose_basis_and_retention(db):

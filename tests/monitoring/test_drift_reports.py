@@ -24,6 +24,16 @@ def training_rows() -> list[dict]:
     ]
 
 
+def importance_by_input(version) -> dict[str, float]:
+    """The version's mean |SHAP| per input, one-hot columns (city=north) counted for their input: what weighs
+    each input in the verdict."""
+    weights: dict[str, float] = {}
+    for row in version.evaluation["importance"]:
+        source = row["feature"].split("=", 1)[0]
+        weights[source] = weights.get(source, 0.0) + row["mean_abs_shap"]
+    return weights
+
+
 def serve(rows: list[dict]) -> None:
     prediction_make(model_name="loan-risk", rows=rows)
 
@@ -48,12 +58,16 @@ def test_the_training_data_served_again_has_not_drifted(champion):
         assert (feature["missing_rate_reference"], feature["missing_rate_current"]) == (0.0, 0.0)
     assert features["income"]["ks_statistic"] == 0.0
     assert features["city"]["unseen_rate"] == 0.0
+    weights = importance_by_input(champion)
+    assert set(weights) == {"income", "age", "city"} and max(weights, key=weights.get) == "income"
     assert found.verdict == {
         "status": "ok",
         "drift_share": 0.0,
         "drifted": [],
         "assessed": 3,
-        "reason": "0 of 3 assessed features drifted, weighted share 0 < 0.5.",
+        "reason": "0 of 3 assessed features drifted, weighted share 0 < 0.5 and the most important feature "
+        "'income' did not drift.",
+        "weighted_by": "feature importance",
     }
     assert found.excluded == {}
     assert found.requested_by == "system"
@@ -78,10 +92,11 @@ def test_shifted_inputs_drift_and_the_report_names_them(champion):
     }
     assert features["city"]["unseen_rate"] == 0.0  # a model without a feature set refuses unseen categories
     assert features["income"]["ks_p_value"] < 0.01
+    weights = importance_by_input(champion)
     assert (found.status, found.verdict["drifted"], found.verdict["drift_share"]) == (
         "drifted",
-        ["city", "income"],
-        0.666667,
+        sorted(["city", "income"], key=lambda name: -weights[name]),
+        round((weights["income"] + weights["city"]) / sum(weights.values()), 6),
     )
 
 
@@ -133,7 +148,8 @@ def test_the_command_prints_the_report(champion):
     lines = out.getvalue().splitlines()
     assert lines[0] == (
         f"Drift report {found.pk} for loan-risk v1: ok (300 decisions). "
-        "0 of 3 assessed features drifted, weighted share 0 < 0.5."
+        "0 of 3 assessed features drifted, weighted share 0 < 0.5 and the most important feature 'income' "
+        "did not drift."
     )
     assert [line.split(":")[0] for line in lines[1:]] == ["  income", "  age", "  city"]
 

@@ -5,6 +5,7 @@ The bodies are MLflow's (see `apps.predictions.mlflow_protocol`); the answer is 
 Errors are Faro's one body with MLflow's `error_code` added, so both kinds of client read them.
 """
 
+import time
 from typing import Any
 
 from drf_spectacular.types import OpenApiTypes
@@ -205,6 +206,7 @@ class InvocationsApi(APIView):
         ],
     )
     def post(self, request, name: str):
+        reading = time.perf_counter()
         try:
             query = read_query(dict(request.query_params.lists()))
             body = request.data
@@ -225,6 +227,7 @@ class InvocationsApi(APIView):
                 alias=query.alias,
                 version=query.version,
                 client=actor_ref(request.user),
+                parse_seconds=time.perf_counter() - reading,
             )
         except InvalidInput as exc:
             raise _naming_the_first_problem(exc) from None

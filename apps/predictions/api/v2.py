@@ -8,6 +8,7 @@ Health and server metadata need no credentials (like /healthz); the model endpoi
 
 import json
 import logging
+import time
 from typing import Any
 
 import orjson
@@ -270,8 +271,14 @@ class V2InferApi(V2ModelApi):
         responses={200: V2InferResponseSerializer, **error_responses(400, 401, 403, 404, 413, 415, 429, 503)},
     )
     def post(self, request, name: str, version: int | None = None):
+        reading = time.perf_counter()
+        body = request.data
         result, decoded = prediction_make_from_tensors(
-            model_name=name, body=request.data, version=version, client=actor_ref(request.user)
+            model_name=name,
+            body=body,
+            version=version,
+            client=actor_ref(request.user),
+            parse_seconds=time.perf_counter() - reading,
         )
         loaded = result.model
         outputs = open_inference.output_tensors(

@@ -1,3 +1,5 @@
+import time
+
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
@@ -43,7 +45,9 @@ class PredictApi(APIView):
         responses={200: PredictResponseSerializer, **error_responses(400, 401, 403, 404, 413, 415, 429)},
     )
     def post(self, request, name: str):
+        reading = time.perf_counter()
         body = request.data
+        parse_seconds = time.perf_counter() - reading
         if not isinstance(body, dict):
             raise InvalidInput(
                 "The body must be a JSON object with an 'inputs' list.",
@@ -73,6 +77,7 @@ class PredictApi(APIView):
             version=version,
             explain=explain,
             client=actor_ref(request.user),
+            parse_seconds=parse_seconds,
         )
         payload = {
             "request_id": result.request_id,
