@@ -42,19 +42,47 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
-# The browser tests (tests/e2e/test_decision_browser.py) drive the system's Chromium through Playwright;
-# `playwright install` is never used (it downloads browsers). Installed here only as root with apt-get.
-if ! command -v chromium >/dev/null 2>&1; then
-  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "Installing Chromium for the browser tests (apt-get install chromium) ..." >&2
-    log=$(mktemp)
-    if ! { DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >"$log" 2>&1 \
-        || { apt-get update -q >>"$log" 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >>"$log" 2>&1; }; }; then
-      tail -n 20 "$log" >&2
-      echo "Could not install Chromium with apt-get (above); the browser tests fail until 'chromium' is installed." >&2
-    fi
-    rm -f "$log"
-  else
-    echo "Chromium is missing, so the browser tests will fail: install it (Debian/Ubuntu: 'sudo apt-get install -y chromium')." >&2
+# Debian packages some tests need, installed only as root with apt-get; anyone else is told what to install.
+# `apt_install COMMAND PACKAGE WHAT [apt-get options]` does nothing when COMMAND is already on the PATH.
+apt_install() {
+  local command=$1 package=$2 what=$3
+  shift 3
+  command -v "$command" >/dev/null 2>&1 && return 0
+  if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    echo "$package is missing, so $what will fail: install it (Debian/Ubuntu: 'sudo apt-get install -y $package')." >&2
+    return 0
   fi
-fi
+  echo "Installing $package for $what (apt-get install $package) ..." >&2
+  # A package's maintainer scripts start its service (prometheus's postinst runs `invoke-rc.d prometheus
+  # start`, and fails the install if that fails). Nothing here wants a system-wide daemon: the tests start
+  # their own processes, and containers have no init system. A policy-rc.d that denies every action
+  # (exit 101) stops invoke-rc.d from starting anything; an existing one (Docker images ship one) is kept.
+  local policy=/usr/sbin/policy-rc.d placed=""
+  if [ ! -e "$policy" ]; then
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT  # also when apt-get is interrupted
+    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && placed=1
+  fi
+  local log status=0
+  log=$(mktemp)
+  { DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" "$package" >"$log" 2>&1 \
+    || { apt-get update -q >>"$log" 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" "$package" >>"$log" 2>&1; }; } \
+    || status=$?
+  if [ -n "$placed" ]; then
+    rm -f "$policy"
+    trap - EXIT
+  fi
+  if [ "$status" -ne 0 ] || ! command -v "$command" >/dev/null 2>&1; then
+    tail -n 20 "$log" >&2
+    echo "Could not install $package with apt-get (above); $what fail until '$command' is installed." >&2
+  fi
+  rm -f "$log"
+}
+
+# The browser tests (tests/e2e/test_decision_browser.py) drive the system's Chromium through Playwright;
+# `playwright install` is never used (it downloads browsers).
+apt_install chromium chromium "the browser tests"
+
+# tests/e2e/test_prometheus.py scrapes a running stack with a real Prometheus, and tests/monitoring check the
+# alerting rules, their unit tests, the scrape config and the Grafana dashboard's queries with promtool.
+# Without recommends: prometheus-node-exporter would be one more daemon nobody here needs.
+apt_install promtool prometheus "the Prometheus tests" --no-install-recommends
