@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import warnings
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -214,7 +215,9 @@ def _ks_statistic(sorted_a: np.ndarray, sorted_b: np.ndarray) -> float:
 def _ks_test(sorted_reference: np.ndarray, sorted_current: np.ndarray) -> tuple[float, float]:
     n_ref, n_cur = sorted_reference.shape[0], sorted_current.shape[0]
     if max(n_ref, n_cur) <= KS_SCIPY_MAX_N:
-        result = stats.ks_2samp(sorted_reference, sorted_current, method="auto")
+        with warnings.catch_warnings():  # scipy says when the exact p-value gives way to the asymptotic one
+            warnings.simplefilter("ignore", RuntimeWarning)
+            result = stats.ks_2samp(sorted_reference, sorted_current, method="auto")
         return float(result.statistic), float(result.pvalue)
     statistic = _ks_statistic(sorted_reference, sorted_current)
     en = n_ref * n_cur / (n_ref + n_cur)
