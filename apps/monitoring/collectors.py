@@ -6,8 +6,8 @@ multiply it). Each scrape reads the newest report per model: a handful of small 
 - faro_celery_queue_depth{queue}, faro_celery_queue_oldest_age_seconds{queue}: what waits for a worker.
 - faro_drift_status{model,version}: 1 when the champion's newest drift report says drifted, else 0;
   faro_drift_score{model,version,feature,measure}: its PSI and Jensen-Shannon distance per input.
-- faro_live_quality{model,version,metric,source}: the champion's newest quality report, measured from
-  labels and estimated without them.
+- faro_live_quality{model,version,metric,source}: the newest quality report of each champion and running
+  canary, measured from labels and estimated without them.
 - faro_slo_error_budget_remaining{model,slo}: the newest SLO report's budget left per objective.
 - faro_alerts_open{kind,severity}: unresolved alerts.
 - faro_cpu_price_per_hour: the configured price, for cost per inference in PromQL (absent when unset).
@@ -97,7 +97,8 @@ class FaroStateCollector:
 
         family = GaugeMetricFamily(
             "faro_live_quality",
-            "The champion's quality in the newest report: measured from feedback labels, or estimated without them.",
+            "Quality of each champion and running canary in its newest report: measured from feedback labels, "
+            "or estimated without them.",
             labels=["model", "version", "metric", "source"],
         )
         for report in newest_quality_reports():

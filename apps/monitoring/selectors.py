@@ -5,6 +5,8 @@ from __future__ import annotations
 from django.db.models import Max, QuerySet
 
 from apps.monitoring.models import Alert, DriftReport, QualityReport, SloReport
+from apps.predictions.models import TrafficPolicy
+from apps.registry.models import ModelVersion
 from apps.registry.selectors import champion_versions
 
 
@@ -23,9 +25,23 @@ def newest_drift_reports() -> list[DriftReport]:
     return _newest_per_version(DriftReport, champion_versions())
 
 
+def served_versions() -> list[ModelVersion]:
+    """The versions answering default traffic: every champion, and every canary while it runs."""
+    champions = list(champion_versions())
+    seen = {version.pk for version in champions}
+    canaries = [
+        policy.canary_version
+        for policy in TrafficPolicy.objects.filter(canary_version__isnull=False).select_related(
+            "canary_version__registered_model"
+        )
+        if policy.canary_version_id not in seen
+    ]
+    return champions + canaries
+
+
 def newest_quality_reports() -> list[QualityReport]:
-    """The newest quality report of each champion."""
-    return _newest_per_version(QualityReport, champion_versions())
+    """The newest quality report of each champion and running canary."""
+    return _newest_per_version(QualityReport, served_versions())
 
 
 def newest_slo_reports() -> list[SloReport]:

@@ -21,12 +21,13 @@ from apps.monitoring import quality
 from apps.monitoring.alerts import alert_raise, alert_resolve_key
 from apps.monitoring.drift import CATEGORICAL, INSUFFICIENT_DATA, NUMERIC, feature_drifts, model_verdict
 from apps.monitoring.models import Alert, DriftReport, QualityReport, SloReport
+from apps.monitoring.selectors import served_versions
 from apps.predictions.minimise import PERSONAL, SPECIAL_CATEGORY
 from apps.predictions.models import PredictionRecord, Route, ScoringFailure
 from apps.registry.gates import quality_metric
 from apps.registry.models import ModelVersion, RegisteredModel, TaskType
 from apps.registry.scoring import version_pipeline
-from apps.registry.selectors import champion_versions, model_version_by_number, model_version_for_alias
+from apps.registry.selectors import model_version_by_number, model_version_for_alias
 
 logger = logging.getLogger(__name__)
 
@@ -681,8 +682,9 @@ def failed_job_alerts(*, now: datetime | None = None) -> int:
 
 
 def checks_run(*, now: datetime | None = None) -> None:
-    """The scheduled checks: every champion's live quality, every model's SLOs, failed jobs."""
-    for version in champion_versions():
+    """The scheduled checks: the live quality of every champion and running canary, every model's SLOs,
+    failed jobs."""
+    for version in served_versions():
         name = version.registered_model.name
         try:
             quality_report_run(

@@ -3,6 +3,7 @@
 import csv
 import io
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -12,6 +13,7 @@ from apps.core.errors import InvalidInput, NotFound
 from apps.governance.models import AuditEvent
 from apps.monitoring.models import DriftReport
 from apps.monitoring.services import drift_report_run
+from apps.predictions.models import PredictionRecord
 from apps.predictions.services import prediction_make
 from tests.conftest import generated_csv
 
@@ -226,3 +228,31 @@ def test_a_busy_window_is_read_up_to_its_newest_rows(champion, settings):
     assert found.rows == 100
     assert by_feature(found)["income"]["n_current"] == 100
     assert by_feature(found)["income"]["status"] == "drifted"
+
+
+def test_an_input_absent_from_the_live_data_is_not_given_a_number(champion):
+    serve(training_rows()[:100])
+    for record in PredictionRecord.objects.all():  # as if the clients had stopped sending age
+        record.inputs.pop("age")
+        record.save(update_fields=["inputs"])
+    found = report()
+    age = by_feature(found)["age"]
+    assert (age["status"], age["n_current"], age["missing_rate_current"], age["psi"]) == (
+        "insufficient_data",
+        0,
+        1.0,
+        None,
+    )
+    assert age["reason"] == (
+        "Only 0 non-missing current rows (300 reference and 0 current rows); at least 30 are needed on each side."
+    )
+    assert (found.verdict["assessed"], found.status) == (2, "ok")
+
+
+def test_a_model_whose_training_data_is_gone_gets_a_clear_error_and_no_report(champion, api, tokens, settings):
+    serve(training_rows()[:50])
+    (Path(settings.FARO_ARTEFACT_ROOT) / champion.dataset_version.file_path).unlink()
+    response = api.call("post", "/api/v1/models/loan-risk/drift-reports", tokens["write"], {"hours": 1})
+    assert response.status_code == 503
+    assert response.json()["message"] == (f"Artefact {champion.dataset_version.file_path} is missing from storage")
+    assert DriftReport.objects.count() == 0

@@ -25,9 +25,9 @@ from apps.monitoring.services import (
     slo_report_run,
 )
 from apps.predictions.models import PredictionRecord, ScoringFailure
-from apps.predictions.services import feedback_record, prediction_make
+from apps.predictions.services import feedback_record, prediction_make, traffic_policy_set
 from apps.registry.models import TrainingJob
-from tests.conftest import generated_csv
+from tests.conftest import generated_csv, release, train_version
 
 
 def table() -> list[dict]:
@@ -445,3 +445,22 @@ def test_bad_replay_options_are_refused_before_anything_is_sent(champion, option
         call_command("traffic_replay", "loan-risk", *options)
     assert str(refused.value) == message
     assert PredictionRecord.objects.count() == 0
+
+
+def test_a_running_canary_is_measured_and_exported_beside_the_champion(
+    registered_model, dataset_version, champion, client
+):
+    canary = release(train_version(registered_model, dataset_version, max_depth=2), alias="challenger")
+    traffic_policy_set(
+        registered_model=registered_model, changes={"canary_version": 2, "canary_percent": 100.0}, actor="system"
+    )
+    serve_one_by_one(table()[:35])
+    checks_run()
+    measured = dict(QualityReport.objects.values_list("model_version__version", "rows"))
+    assert measured == {1: 0, 2: 35}
+    text = client.get("/metrics").content.decode()
+    estimate = QualityReport.objects.get(model_version=canary).estimated["auc"]
+    assert sample(text, "faro_live_quality", model="loan-risk", version="2", metric="auc", source="estimate") == (
+        pytest.approx(estimate, abs=1e-12)
+    )
+    assert sample(text, "faro_live_quality", model="loan-risk", version="1", metric="auc", source="estimate") is None
