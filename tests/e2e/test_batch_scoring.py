@@ -106,9 +106,19 @@ def wait_for(stack: Stack, job: int, what: str, ok, timeout: float = JOB_TIMEOUT
     raise AssertionError(f"batch job {job}: {what} not reached within {timeout:.0f} s; last {current}\n{stack.tails()}")
 
 
+def batch_rows_scored(stack) -> float:
+    """faro_batch_rows_scored_total of loan-risk v1 at the web's /metrics: counted in the Celery worker."""
+    text = requests.get(stack.url("/metrics"), timeout=30).text
+    for line in text.splitlines():
+        if line.startswith('faro_batch_rows_scored_total{model="loan-risk",version="1"} '):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
 def test_an_uploaded_file_is_scored_by_the_worker_and_downloaded(batch_stack):
     stack = batch_stack
     content = generated_csv(rows=500, seed=7)
+    counted_before = batch_rows_scored(stack)
     created = call(
         stack,
         "POST",
@@ -128,6 +138,7 @@ def test_an_uploaded_file_is_scored_by_the_worker_and_downloaded(batch_stack):
         0,
     )
     assert (done["attempts"], done["progress"]) == (1, 1.0)
+    assert batch_rows_scored(stack) == counted_before + 500  # the worker's count reaches the web's /metrics
 
     download = call(stack, "GET", done["download_url"])
     assert download.status_code == 200, download.text
