@@ -13,6 +13,7 @@ lint: venv
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
 	.venv/bin/lint-imports
+	.venv/bin/bandit -c pyproject.toml -r apps config -q
 
 bench-serving: venv
 	.venv/bin/python bench/serving.py

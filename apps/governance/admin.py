@@ -1,19 +1,38 @@
+import io
+
 from django.contrib import admin, messages
+from django.db.models import Max, Min
+from django.http import HttpResponse
 
 from apps.core.admin import ReadOnlyAdmin
 from apps.core.errors import FaroError
+from apps.governance.chain import FIELDS as CHAIN_FIELDS
+from apps.governance.chain import write_jsonl
 from apps.governance.models import ApiToken, AuditEvent, ReviewRequest
 from apps.governance.services import review_request_status_set, token_revoke
 
 
 @admin.register(AuditEvent)
 class AuditEventAdmin(ReadOnlyAdmin):
-    """Read-only: the chain is appended to by services only."""
+    """Read-only: the chain is appended to by services only. Auditors filter it and export what they
+    selected with every field of the chain, to re-verify it offline (`python -m apps.governance.chain`)."""
 
     list_display = ["seq", "at", "actor", "action", "object_type", "object_id"]
     list_filter = ["action", "object_type"]
     search_fields = ["action", "object_id", "actor"]
+    date_hierarchy = "at"
     readonly_fields = [field.name for field in AuditEvent._meta.fields]
+    actions = ["export_jsonl"]
+
+    @admin.action(description="Export the selected events (JSON lines)", permissions=["view"])
+    def export_jsonl(self, request, queryset):
+        buffer = io.BytesIO()
+        write_jsonl(queryset.order_by("seq").values(*CHAIN_FIELDS).iterator(chunk_size=2000), buffer)
+        span = queryset.aggregate(first=Min("seq"), last=Max("seq"))
+        name = f"audit-events-{span['first']}-{span['last']}.jsonl"
+        response = HttpResponse(buffer.getvalue(), content_type="application/jsonl")
+        response["Content-Disposition"] = f'attachment; filename="{name}"'
+        return response
 
 
 @admin.register(ApiToken)

@@ -2,24 +2,31 @@
 
 import hashlib
 import hmac
+import logging
+import os
 import secrets
 import threading
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import orjson
 from django.conf import settings
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from apps.core.errors import Conflict, InvalidInput
+from apps.governance.chain import FIELDS as CHAIN_FIELDS
+from apps.governance.chain import GENESIS, ChainCheck, event_hash, verify_rows
+from apps.governance.metrics import AUDIT_ANCHOR_TIMESTAMP, AUDIT_HEAD_HASH_PREFIX, AUDIT_HEAD_SEQ, hash_prefix_value
 from apps.governance.models import ApiToken, AuditEvent, AuditHead, ReviewRequest
 
-GENESIS = "0" * 64
-TOKEN_PREFIX = "faro"  # noqa: S105 -- a public marker, not a secret
+logger = logging.getLogger(__name__)
+TOKEN_PREFIX = "faro"  # noqa: S105 -- a public marker, not a secret # nosec B105
 
 
 def actor_ref(actor: Any) -> str:
@@ -53,24 +60,6 @@ def acting_user(actor: Any) -> Any:
     return actor if isinstance(actor, AbstractBaseUser) else None
 
 
-def _event_hash(event: AuditEvent) -> str:
-    """SHA-256 over the event's canonical content and the previous event's hash."""
-    canonical = orjson.dumps(
-        {
-            "seq": event.seq,
-            "at": event.at.astimezone(UTC).isoformat(),
-            "actor": event.actor,
-            "action": event.action,
-            "object_type": event.object_type,
-            "object_id": event.object_id,
-            "data": event.data,
-            "prev_hash": event.prev_hash,
-        },
-        option=orjson.OPT_SORT_KEYS,
-    )
-    return hashlib.sha256(canonical).hexdigest()
-
-
 def audit_record(*, actor: Any, action: str, target: Any = None, data: dict[str, Any] | None = None) -> AuditEvent:
     """Append one event to the chain. Call inside the transaction of the change it records."""
     payload = orjson.loads(orjson.dumps(data or {}, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS))
@@ -89,53 +78,68 @@ def audit_record(*, actor: Any, action: str, target: Any = None, data: dict[str,
             data=payload,
             prev_hash=head.hash,
         )
-        event.hash = _event_hash(event)
+        event.hash = event_hash({name: getattr(event, name) for name in CHAIN_FIELDS})
         event.save()
         AuditHead.objects.filter(id=1).update(seq=event.seq, hash=event.hash)
     return event
 
 
+def audit_verify(*, anchors: Mapping[int, str] | None = None) -> ChainCheck:
+    """Walk the chain from #1; name the first event whose sequence, link or hash is wrong, then check the head
+    row against the last event and, given `anchors` (seq to hash, from FARO_AUDIT_ANCHOR_FILE), that every
+    anchored event still has the hash it had when it was anchored."""
+    head = AuditHead.objects.filter(id=1).values_list("seq", "hash").first() or (0, GENESIS)
+    rows = AuditEvent.objects.order_by("seq").values(*CHAIN_FIELDS).iterator(chunk_size=2000)
+    return verify_rows(rows, head=head, anchors=anchors)
+
+
+def audit_event_rows(*, since: datetime | None = None, until: datetime | None = None) -> QuerySet:
+    """The chain's events at or after `since` and before `until`, in seq order, as dicts of the chain's
+    fields (what an export holds; `chain.write_jsonl` / `write_csv` write them)."""
+    events = AuditEvent.objects.order_by("seq")
+    if since is not None:
+        events = events.filter(at__gte=since)
+    if until is not None:
+        events = events.filter(at__lt=until)
+    return events.values(*CHAIN_FIELDS)
+
+
 @dataclass(frozen=True)
-class AuditVerification:
-    ok: bool
-    checked: int
-    broken_seq: int | None = None
-    reason: str = ""
+class AuditAnchor:
+    seq: int
+    hash: str
+    at: datetime
 
 
-def audit_verify() -> AuditVerification:
-    """Walk the chain from the start; name the first row whose hash, link or sequence is wrong."""
-    expected_prev = GENESIS
-    expected_seq = 1
-    checked = 0
-    for event in AuditEvent.objects.order_by("seq").iterator(chunk_size=2000):
-        if event.seq != expected_seq:
-            return AuditVerification(
-                False,
-                checked,
-                event.seq,
-                f"expected event #{expected_seq}, found #{event.seq} (events were deleted or inserted)",
-            )
-        if event.prev_hash != expected_prev:
-            return AuditVerification(False, checked, event.seq, "prev_hash does not match the previous event's hash")
-        recomputed = _event_hash(event)
-        if recomputed != event.hash:
-            return AuditVerification(False, checked, event.seq, "content does not match its hash (the row was edited)")
-        expected_prev = event.hash
-        expected_seq += 1
-        checked += 1
-    head = AuditHead.objects.filter(id=1).first()
-    head_seq, head_hash = (head.seq, head.hash) if head else (0, GENESIS)
-    if head_seq != checked or head_hash != expected_prev:
-        return AuditVerification(
-            False,
-            checked,
-            checked + 1 if head_seq > checked else head_seq,
-            f"the chain ends at #{checked} but its head records #{head_seq} (events were removed from the end)"
-            if head_seq > checked
-            else "the chain head does not match the last event",
-        )
-    return AuditVerification(True, checked)
+def audit_anchor() -> AuditAnchor:
+    """Record the chain's head outside the database, so that rewriting the whole chain (and its head) later
+    no longer goes unnoticed: one INFO log line, the faro_audit_head_* gauges, and a JSON line appended to
+    FARO_AUDIT_ANCHOR_FILE when it is set. `audit_verify(anchors=...)` checks the chain against that file.
+
+    Reads the head row only (one query, no lock): it names the newest committed event. A file that cannot
+    be written fails the task after the log line and the gauges are out."""
+    seq, digest = AuditHead.objects.filter(id=1).values_list("seq", "hash").first() or (0, GENESIS)
+    at = timezone.now()
+    logger.info("audit head anchored seq=%d hash=%s", seq, digest)
+    AUDIT_HEAD_SEQ.set(seq)
+    AUDIT_HEAD_HASH_PREFIX.set(hash_prefix_value(digest))
+    AUDIT_ANCHOR_TIMESTAMP.set(at.timestamp())
+    path = settings.FARO_AUDIT_ANCHOR_FILE
+    if path:
+        line = orjson.dumps({"seq": seq, "hash": digest, "at": at.isoformat()}, option=orjson.OPT_APPEND_NEWLINE)
+        try:
+            # One write on an O_APPEND descriptor: a line never interleaves with another writer's, and it is
+            # on disk before the task reports success.
+            descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+            try:
+                os.write(descriptor, line)
+                os.fsync(descriptor)
+            finally:
+                os.close(descriptor)
+        except OSError as exc:
+            logger.error("audit head not written to the anchor file %s: %s", path, exc)
+            raise
+    return AuditAnchor(seq, digest, at)
 
 
 def _digest(secret: str) -> str:

@@ -62,7 +62,7 @@ def _statement(vendor: str, table: str, rows: int) -> str:
     cast = "::jsonb" if vendor == "postgresql" else ""
     placeholders = ", ".join(f"%s{cast}" if column in _JSON_COLUMNS else "%s" for column in COLUMNS)
     values = ", ".join([f"({placeholders})"] * rows)
-    return f"INSERT INTO {table} ({', '.join(COLUMNS)}) VALUES {values}"
+    return f"INSERT INTO {table} ({', '.join(COLUMNS)}) VALUES {values}"  # nosec B608 # quoted table, constant columns
 
 
 def decisions_write(

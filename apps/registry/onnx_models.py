@@ -16,7 +16,7 @@ external files, and models the ONNX checker rejects. A pickle is recognised by i
 from __future__ import annotations
 
 import hashlib
-import pickletools
+import pickletools  # nosec B403 # only genops: reads opcodes, never unpickles
 from typing import Any
 
 import numpy as np

@@ -12,6 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.csp import CSP
 
 from config.settings.env import SQLITE_ENGINE, database_config, env_bool, env_float, env_int, env_list, env_str
 
@@ -298,6 +299,20 @@ CELERY_BEAT_SCHEDULE["monitoring.checks_run"] = {
     "schedule": timedelta(seconds=FARO_MONITOR_INTERVAL_SECONDS),
     "options": {"expire_seconds": max(1, round(FARO_MONITOR_INTERVAL_SECONDS))},
 }
+
+# -- Audit anchoring (apps.governance) ------------------------------------------------------------------------
+# Every FARO_AUDIT_ANCHOR_SECONDS beat anchors the audit chain's head outside the database: an INFO log line,
+# the faro_audit_head_* gauges, and a JSON line appended to FARO_AUDIT_ANCHOR_FILE when it is set (a place the
+# database's owner cannot rewrite). `manage.py audit_verify --anchors FILE` checks the chain against that file.
+FARO_AUDIT_ANCHOR_SECONDS = env_float("FARO_AUDIT_ANCHOR_SECONDS", 3600.0, minimum=60.0)
+FARO_AUDIT_ANCHOR_FILE = env_str("FARO_AUDIT_ANCHOR_FILE", "")
+CELERY_BEAT_SCHEDULE["governance.audit_anchor"] = {
+    "task": "governance.audit_anchor",
+    "schedule": timedelta(seconds=FARO_AUDIT_ANCHOR_SECONDS),
+    "options": {"expire_seconds": max(1, round(FARO_AUDIT_ANCHOR_SECONDS))},
+}
+# -- end of audit anchoring -----------------------------------------------------------------------------------
+
 # Who is e-mailed when an alert opens (besides the model's owner), and how mail leaves.
 FARO_ALERT_EMAILS = env_list("FARO_ALERT_EMAILS", [])
 DEFAULT_FROM_EMAIL = env_str("FARO_EMAIL_FROM", "faro@localhost")
@@ -340,3 +355,54 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("FARO_LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# -- Security baseline and sign-in lockout (apps.governance) --------------------------------------------------
+# Response headers, the Content Security Policy, cookies, password hashing and the sign-in lockout (README,
+# "Security"). production.py adds what needs HTTPS: the redirect, Secure cookies, HSTS.
+# A strict Content Security Policy on every response (pages, API, admin): scripts, styles, images, fonts and
+# fetches from this origin only; no inline script or style (bar widths are classes in static/css/faro.css), no
+# plugins, no framing, no <base> rewriting, forms post here only. The API docs widen img-src for Swagger UI's
+# data: icons (config/urls.py). After WhiteNoise, so static files go without it (it means nothing on them).
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("whitenoise.middleware.WhiteNoiseMiddleware") + 1,
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
+)
+SECURE_CSP = {
+    "default-src": [CSP.SELF],
+    "base-uri": [CSP.NONE],
+    "object-src": [CSP.NONE],
+    "frame-ancestors": [CSP.NONE],
+    "form-action": [CSP.SELF],
+}
+# Swagger UI would load a badge from validator.swagger.io, with the schema's address in the query: off.
+SPECTACULAR_SETTINGS["SWAGGER_UI_SETTINGS"] = {"deepLinking": True, "validatorUrl": None}
+X_FRAME_OPTIONS = "DENY"
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"  # Strict would sign people out when they follow a link to Faro (an alert e-mail)
+CSRF_COOKIE_SAMESITE = "Lax"
+# Readable by scripts, as Django ships it: HttpOnly on the CSRF cookie protects nothing (a script that could read
+# it can read the token in the page too), and upload.js falls back on reading it.
+CSRF_COOKIE_HTTPONLY = False
+# Argon2id for new and changed passwords; the others still verify older hashes, which Django rewrites with
+# Argon2 at the user's next sign-in.
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2SHA1PasswordHasher",
+    "django.contrib.auth.hashers.ScryptPasswordHasher",
+]
+# Sign-in lockout (apps/governance/lockout.py): FARO_LOGIN_MAX_FAILURES failed sign-ins for one account within
+# FARO_LOGIN_LOCKOUT_SECONDS lock it for that long; FARO_LOGIN_IP_MAX_FAILURES (0: off) from one client address
+# lock the address, which slows a password spray across accounts. The client address is REMOTE_ADDR, or behind
+# FARO_TRUSTED_PROXY_COUNT proxies that each append to X-Forwarded-For, the entry that many from its end.
+AUTHENTICATION_BACKENDS = [
+    "apps.governance.lockout.LoginLockoutBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+FARO_LOGIN_MAX_FAILURES = env_int("FARO_LOGIN_MAX_FAILURES", 5, minimum=1)
+FARO_LOGIN_IP_MAX_FAILURES = env_int("FARO_LOGIN_IP_MAX_FAILURES", 20, minimum=0)
+FARO_LOGIN_LOCKOUT_SECONDS = env_int("FARO_LOGIN_LOCKOUT_SECONDS", 900, minimum=1)
+FARO_TRUSTED_PROXY_COUNT = env_int("FARO_TRUSTED_PROXY_COUNT", 0, minimum=0)
+# -- end of security baseline and sign-in lockout -------------------------------------------------------------

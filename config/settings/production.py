@@ -19,9 +19,23 @@ from config.settings.base import *  # noqa: E402,F403
 from config.settings.env import env_bool, env_int  # noqa: E402
 
 DEBUG = False
+# TLS ends at a proxy in front of gunicorn, which says so in X-Forwarded-Proto (and must strip any such header
+# a client sends). Production is HTTPS only: plain HTTP is redirected and the cookies are sent over TLS only.
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", True)
 SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", True)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
-SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 0, minimum=0)
+# HSTS: browsers that once reached Faro over HTTPS refuse plain HTTP to it for this long (default one year).
+# Safe as a default because this deployment is HTTPS only anyway (the redirect and the Secure cookies above:
+# over plain HTTP nobody can sign in), and Django sends the header on HTTPS responses only, which browsers
+# alone honour. It only closes the window of a first plain-HTTP request. includeSubDomains covers the names
+# below Faro's own host (x.faro.example.org), not its siblings; turn it off when Faro is served from an apex
+# domain whose other hosts are not all HTTPS. 0 turns HSTS off (check --deploy then warns).
+SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 31_536_000, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", False)
+# security.W021 asks for the preload directive. Preloading is a request to the browsers' list for a whole
+# registrable domain, made by its owner and slow to undo; a self-hosted Faro usually runs on one host of its
+# organisation's domain (or an internal one that cannot be preloaded), so the directive stays opt-in above.
+SILENCED_SYSTEM_CHECKS = ["security.W021"]
 SECURE_CONTENT_TYPE_NOSNIFF = True

@@ -176,7 +176,10 @@ def test_the_docs_page_uses_only_local_assets(client, db):
         assert not re.match(r"^(?:[a-z]+:)?//", source, re.IGNORECASE) or source.startswith(
             ("http://testserver/", "https://testserver/")
         ), source
-    assert 'url: "/api/schema/"' in html
+    # No inline script or style (the Content-Security-Policy allows neither): the start-up script is a file too.
+    assert not re.search(r"<script(?![^>]*\bsrc=)|<style|\sstyle=", html), html
+    assert '<script src="/api/docs/?script="></script>' in html
+    assert 'url: "/api/schema/"' in client.get("/api/docs/?script=").content.decode()
     # ...and the assets it references are served.
     for source in sources:
         asset = client.get(source)

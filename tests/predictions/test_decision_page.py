@@ -116,7 +116,7 @@ def test_a_valid_application_gets_a_decision_explained(client, api, tokens, cham
     assert (percent > 50) == (decision == "Approved")
     # The probability is text; the bar is decoration, hidden from screen readers.
     assertInHTML(f'<p>Estimated chance of approval: <strong data-testid="probability">{percent}%</strong></p>', html)
-    assertInHTML(f'<div class="bar" aria-hidden="true"><span style="width: {percent}%"></span></div>', html)
+    assertInHTML(f'<div class="bar" aria-hidden="true"><span class="w-{percent}"></span></div>', html)
     assertInHTML(f'<span data-testid="reference">{record.request_id}</span>', html)
 
     # The page gives the same reasons, in the same order, as the API does for the same row.
