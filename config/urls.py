@@ -39,6 +39,7 @@ urlpatterns = [
     path("", include("apps.data.urls")),
     path("", include("apps.features.urls")),
     path("", include("apps.monitoring.urls")),
+    path("", include("apps.governance.urls")),
 ]
 
 handler400 = "apps.core.views.bad_request"

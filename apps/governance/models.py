@@ -66,9 +66,14 @@ class ApiToken(models.Model):
 
 
 class ReviewRequest(models.Model):
-    """A person asked for a human to review an automated decision (GDPR Art. 22(3)).
+    """A person asked for a human to review an automated decision (GDPR Art. 22(3)): the review case.
 
-    It names the decision by its request id; the review workflow (assignment, outcome) builds on it.
+    It names the decision by its request id and keeps `decision`, a snapshot of the decision as the decision log
+    held it when the person asked (outputs, explanation, minimised inputs, model version, time): the case must
+    still show what was reviewed after retention has purged the log. A reviewer takes the case (`reviewer`,
+    `taken_at`, status in review), then records the outcome once: upheld or changed, with an explanation for the
+    person (`outcome_note`) and, when changed, the new decision (`changed_outcome`). The person follows it on a
+    private link; only the link's SHA-256 is stored (`link_digest`).
     """
 
     class Status(models.TextChoices):
@@ -76,6 +81,8 @@ class ReviewRequest(models.Model):
         IN_REVIEW = "in_review", "In review"
         UPHELD = "upheld", "Decision upheld"
         CHANGED = "changed", "Decision changed"
+
+    DECIDED = (Status.UPHELD, Status.CHANGED)
 
     request_id = models.UUIDField(db_index=True, help_text="The decision's request id in the decision log.")
     model_name = models.CharField(max_length=63)
@@ -85,10 +92,28 @@ class ReviewRequest(models.Model):
     contact = models.CharField(max_length=200, blank=True, help_text="How to reach the person, if they said.")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN, db_index=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    decision = models.JSONField(
+        default=dict, blank=True, help_text="The decision as logged when the review was asked for (a snapshot)."
+    )
+    link_digest = models.CharField(
+        max_length=64, unique=True, null=True, blank=True, editable=False, help_text="SHA-256 of the person's link."
+    )
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="review_cases"
+    )
+    taken_at = models.DateTimeField(null=True, blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    outcome_note = models.TextField(blank=True, help_text="The reviewer's explanation, shown to the person.")
+    changed_outcome = models.CharField(max_length=200, blank=True, help_text="The new decision, when changed.")
 
     class Meta:
         ordering = ["-created_at"]
         constraints = [models.UniqueConstraint(fields=["request_id"], name="one_review_per_decision")]
+        permissions = [("review_decision", "Can review decisions (take a case and record its outcome)")]
 
     def __str__(self) -> str:
         return f"review of decision {self.request_id} ({self.status})"
+
+    @property
+    def is_decided(self) -> bool:
+        return self.status in self.DECIDED

@@ -1,4 +1,4 @@
-"""Governance services: appending to the audit chain, verifying it, API tokens and requests for human review."""
+"""Governance services: appending to the audit chain, verifying it, API tokens and human review of decisions."""
 
 import hashlib
 import hmac
@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 from django.conf import settings
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
@@ -222,6 +223,14 @@ def token_authenticate(plaintext: str) -> ApiToken | None:
 
 REVIEW_REASON_MAX_CHARS = 2000
 REVIEW_CONTACT_MAX_CHARS = ReviewRequest._meta.get_field("contact").max_length
+REVIEW_NOTE_MAX_CHARS = 4000
+REVIEW_CHANGED_OUTCOME_MAX_CHARS = ReviewRequest._meta.get_field("changed_outcome").max_length
+REVIEW_PERMISSION = "governance.review_decision"
+
+
+def review_link_digest(token: str) -> str:
+    """The SHA-256 under which a person's review link is stored (the link itself never is)."""
+    return _digest(token)
 
 
 def review_request_create(
@@ -232,14 +241,19 @@ def review_request_create(
     subject_id: str = "",
     reason: str = "",
     contact: str = "",
+    decision: Mapping[str, Any] | None = None,
     actor: Any = None,
-) -> ReviewRequest:
+) -> tuple[ReviewRequest, str | None]:
     """Record that a person asked for a human to review the decision `request_id` (GDPR Art. 22(3)).
 
-    The caller looked the decision up in the decision log and passes what names it (governance cannot read
-    that log). Idempotent: one review per decision; asking again returns the first request unchanged, and
-    writes no second audit event. The audit event names the decision, never what the person wrote: the
-    reason and the contact stay in the review row (which erasure can reach), not in the append-only chain.
+    The caller looked the decision up in the decision log and passes what names it and `decision`, a snapshot
+    of it as logged (governance cannot read that log, and the case must outlive it). Returns the case and the
+    person's private link token: 256 random bits, returned once and stored only as its SHA-256, like API tokens.
+
+    Idempotent: one review per decision; asking again returns the first request unchanged and no token (the
+    first one cannot be shown again), and writes no second audit event. The audit event names the decision,
+    never what the person wrote: the reason and the contact stay in the review row (which erasure can reach),
+    not in the append-only chain.
     """
     reason, contact = reason.strip(), contact.strip()
     problems: dict[str, list[str]] = {}
@@ -250,6 +264,9 @@ def review_request_create(
     if problems:
         raise InvalidInput("The request for review is too long.", extra={"fields": problems})
     request_id = uuid.UUID(str(request_id))
+    # Plain JSON (dates and ids as text), so the snapshot reads back exactly as it was stored on every database.
+    snapshot = orjson.loads(orjson.dumps(dict(decision or {}), option=orjson.OPT_NON_STR_KEYS))
+    token = secrets.token_urlsafe(32)
     with transaction.atomic():
         review, created = ReviewRequest.objects.get_or_create(
             request_id=request_id,
@@ -259,6 +276,8 @@ def review_request_create(
                 "subject_id": subject_id,
                 "reason": reason,
                 "contact": contact,
+                "decision": snapshot,
+                "link_digest": review_link_digest(token),
             },
         )
         if created:
@@ -274,34 +293,113 @@ def review_request_create(
                     "with_contact": bool(contact),
                 },
             )
-    return review
+    return review, (token if created else None)
 
 
-def review_request_status_set(
-    *, review: ReviewRequest, status: str, actor: Any, seen_status: str | None = None
-) -> ReviewRequest:
-    """Move a request for review to `status` (the console's edit). One conditional update from the status the
-    caller saw (`seen_status`, else `review.status`), so of two reviewers editing at once only the first
-    moves it and the second gets a Conflict; a change is audited, setting the same status is not."""
-    if status not in ReviewRequest.Status.values:
-        raise InvalidInput(
-            f"Unknown status {status!r}; choose from {', '.join(ReviewRequest.Status.values)}.",
-            extra={"fields": {"status": [f"Unknown status {status!r}."]}},
-        )
-    previous = seen_status or review.status
-    if status == previous:
-        return review
+def _reviewer(actor: Any) -> Any:
+    """The user acting as reviewer; anyone else is refused (PermissionDenied: the edges answer 403)."""
+    user = acting_user(actor)
+    if user is None or not user.is_active or not user.has_perm(REVIEW_PERMISSION):
+        raise PermissionDenied("Reviewing decisions needs the permission governance.review_decision.")
+    return user
+
+
+def _taken_by(review: ReviewRequest) -> str:
+    name = review.reviewer.get_username() if review.reviewer is not None else "another reviewer"
+    return f"{name} on {timezone.localtime(review.taken_at):%d %b %Y %H:%M}" if review.taken_at else name
+
+
+def review_request_take(*, review: ReviewRequest, actor: Any) -> ReviewRequest:
+    """A reviewer takes an open case: status in review, `reviewer` and `taken_at` set, audited.
+
+    The row is locked while it is checked and changed, so of two reviewers taking it at once the second is
+    told who has it (Conflict) and changes nothing. Taking one's own case again changes nothing and records
+    nothing. A case in review whose reviewer's account is gone (or was moved by hand before this workflow)
+    may be taken by another reviewer; a decided case may not.
+    """
+    user = _reviewer(actor)
     with transaction.atomic():
-        changed = ReviewRequest.objects.filter(pk=review.pk, status=previous).update(status=status)
-        if not changed:
+        # No select_related("reviewer"): PostgreSQL cannot lock the nullable side of an outer join.
+        locked = ReviewRequest.objects.select_for_update().get(pk=review.pk)
+        if locked.is_decided:
             raise Conflict(
-                f"The review's status changed meanwhile (it is no longer {previous!r}); reload and try again."
+                f"This case was already decided ({locked.get_status_display().lower()}); it cannot be taken."
             )
+        if locked.status == ReviewRequest.Status.IN_REVIEW and locked.reviewer_id == user.pk:
+            return locked
+        if locked.status == ReviewRequest.Status.IN_REVIEW and locked.reviewer_id is not None:
+            raise Conflict(f"This case was already taken by {_taken_by(locked)}.")
+        previous = locked.status
+        locked.status = ReviewRequest.Status.IN_REVIEW
+        locked.reviewer = user
+        locked.taken_at = timezone.now()
+        locked.save(update_fields=["status", "reviewer", "taken_at"])
         audit_record(
-            actor=actor,
-            action="review_request.status_changed",
-            target=review,
-            data={"request_id": str(review.request_id), "from": previous, "to": status},
+            actor=user,
+            action="review_request.taken",
+            target=locked,
+            data={"request_id": str(locked.request_id), "from": previous, "to": locked.status},
         )
-    review.refresh_from_db()
-    return review
+    return locked
+
+
+def review_request_decide(
+    *, review: ReviewRequest, actor: Any, outcome: str, note: str, changed_outcome: str = ""
+) -> ReviewRequest:
+    """The reviewer who took the case records its outcome, once: `upheld` or `changed`, with `note`, the
+    explanation the person reads (required), and for `changed` the new decision (required, and not the one
+    the model made). Audited with the outcome only: the note and the new decision may name the person, and
+    the chain is append-only.
+
+    Refused with a Conflict, changing nothing: a case not taken yet, a case taken by someone else, a case
+    already decided. The row is locked while it is checked and changed.
+    """
+    user = _reviewer(actor)
+    note, changed_outcome = note.strip(), changed_outcome.strip()
+    problems: dict[str, list[str]] = {}
+    if outcome not in ReviewRequest.DECIDED:
+        choices = ", ".join(ReviewRequest.DECIDED)
+        problems["outcome"] = [f"Choose the outcome: {choices}."]
+    if not note:
+        problems["outcome_note"] = ["Explain the outcome to the person: this field is required."]
+    elif len(note) > REVIEW_NOTE_MAX_CHARS:
+        problems["outcome_note"] = [f"Ensure this value has at most {REVIEW_NOTE_MAX_CHARS} characters."]
+    original = (review.decision.get("output") or {}).get("label") if isinstance(review.decision, dict) else None
+    if outcome == ReviewRequest.Status.CHANGED:
+        if not changed_outcome:
+            problems["changed_outcome"] = ["Say what the decision is now: this field is required when it changed."]
+        elif len(changed_outcome) > REVIEW_CHANGED_OUTCOME_MAX_CHARS:
+            problems["changed_outcome"] = [
+                f"Ensure this value has at most {REVIEW_CHANGED_OUTCOME_MAX_CHARS} characters."
+            ]
+        elif original is not None and changed_outcome == str(original):
+            problems["changed_outcome"] = [
+                f"{changed_outcome!r} is the decision the model made; to keep it, record the decision as upheld."
+            ]
+    elif outcome == ReviewRequest.Status.UPHELD and changed_outcome:
+        problems["changed_outcome"] = ["Leave the new decision empty when the decision is upheld."]
+    if problems:
+        raise InvalidInput("The outcome cannot be recorded as it is.", extra={"fields": problems})
+    with transaction.atomic():
+        locked = ReviewRequest.objects.select_for_update().get(pk=review.pk)
+        if locked.is_decided:
+            raise Conflict(
+                f"This case was already decided ({locked.get_status_display().lower()}); "
+                "its outcome is recorded once and cannot be changed."
+            )
+        if locked.status != ReviewRequest.Status.IN_REVIEW or locked.reviewer_id is None:
+            raise Conflict("Take the case before recording its outcome.")
+        if locked.reviewer_id != user.pk:
+            raise Conflict(f"This case was taken by {_taken_by(locked)}: only they can record its outcome.")
+        locked.status = outcome
+        locked.outcome_note = note
+        locked.changed_outcome = changed_outcome
+        locked.decided_at = timezone.now()
+        locked.save(update_fields=["status", "outcome_note", "changed_outcome", "decided_at"])
+        audit_record(
+            actor=user,
+            action="review_request.decided",
+            target=locked,
+            data={"request_id": str(locked.request_id), "from": ReviewRequest.Status.IN_REVIEW, "to": outcome},
+        )
+    return locked

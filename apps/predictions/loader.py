@@ -18,7 +18,7 @@ from django.conf import settings
 
 from apps.features.pipeline import FittedPipeline
 from apps.features.transforms import FeaturePipeline
-from apps.predictions.minimise import minimiser
+from apps.predictions.minimise import explanation_minimiser, minimiser
 from apps.registry.models import ModelVersion
 from apps.registry.scoring import (
     BoosterScorer,
@@ -43,6 +43,7 @@ class LoadedModel:
     scorer: BoosterScorer | OnnxVersionScorer | OnnxServingScorer
     favourable_label: str
     minimise: Callable[[dict[str, Any]], dict[str, Any]]
+    minimise_explanation: Callable[[Any, dict[str, Any]], Any]
 
     @property
     def booster(self) -> Any:
@@ -125,8 +126,21 @@ def pseudonym_key() -> bytes:
     return hmac.new(settings.SECRET_KEY.encode(), b"faro decision-log pseudonyms", hashlib.sha256).digest()
 
 
+def _feature_sources(pipeline: Any) -> dict[str, list[str]]:
+    """The columns each model feature of a feature set reads (the automatic pipeline's features are named
+    after their columns)."""
+    sources = {}
+    for feature in getattr(pipeline, "features", None) or []:
+        if isinstance(feature, dict) and feature.get("name"):
+            sources[feature["name"]] = list(
+                feature.get("sources") or ([feature["source"]] if feature.get("source") else [])
+            )
+    return {name: columns for name, columns in sources.items() if columns}
+
+
 def _load(version: ModelVersion) -> LoadedModel:
     pipeline = version_pipeline(version)
+    column_tags = version.dataset_version.dataset.column_tags or {}
     return LoadedModel(
         version_id=version.pk,
         model_name=version.registered_model.name,
@@ -137,10 +151,9 @@ def _load(version: ModelVersion) -> LoadedModel:
         pipeline=pipeline,
         scorer=version_scorer(version, prefer_onnx=settings.FARO_SERVE_ONNX),
         favourable_label=version.registered_model.favourable_label,
-        minimise=minimiser(
-            column_tags=version.dataset_version.dataset.column_tags or {},
-            subject_key=pipeline.subject_key,
-            key=pseudonym_key(),
+        minimise=minimiser(column_tags=column_tags, subject_key=pipeline.subject_key, key=pseudonym_key()),
+        minimise_explanation=explanation_minimiser(
+            column_tags=column_tags, subject_key=pipeline.subject_key, feature_sources=_feature_sources(pipeline)
         ),
     )
 

@@ -124,16 +124,15 @@ def prediction_make(
     subject_key = loaded.pipeline.subject_key
     subject_ids = [str(row.get(subject_key, "")) if subject_key else "" for row in rows]
     latency_ms = round((predicted - started) * 1000, 3)
-    decisions = [
-        Decision(
-            row=index,
-            subject_id=subject_id,
-            inputs=loaded.minimise(row),
-            output=output,
-            explanation=explanations[index] if explanations is not None else None,
+    decisions = []
+    for index, (row, output, subject_id) in enumerate(zip(rows, outputs, subject_ids, strict=True)):
+        inputs = loaded.minimise(row)
+        explanation = (
+            loaded.minimise_explanation(explanations[index], inputs) if explanations is not None else None
+        )  # the client gets the reasons with its own values; the log keeps them minimised like the inputs
+        decisions.append(
+            Decision(row=index, subject_id=subject_id, inputs=inputs, output=output, explanation=explanation)
         )
-        for index, (row, output, subject_id) in enumerate(zip(rows, outputs, subject_ids, strict=True))
-    ]
     try:
         decisions_write(
             decisions,

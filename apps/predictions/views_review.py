@@ -2,17 +2,22 @@
 
 import uuid
 from datetime import timedelta
+from typing import Any
 
+from django.conf import settings
 from django.http import HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
 from apps.core.errors import FaroError
 from apps.governance.models import ReviewRequest
+from apps.governance.selectors import review_request_get_by_link
 from apps.governance.services import review_request_create
 from apps.predictions.forms import ReviewRequestForm
+from apps.predictions.loader import model_cache
 from apps.predictions.models import PredictionRecord
 
 # A review is asked for online within this many days of the decision; after that, by contacting the operator.
@@ -23,6 +28,13 @@ NOT_FOUND_MESSAGE = (
     "We could not find a decision with this reference that can be reviewed online. A review can be asked for "
     f"here within {REVIEW_WINDOW_DAYS} days of the decision; after that, please contact us and quote the reference."
 )
+
+
+# The person's private link to follow the review is shown on the confirmation after the redirect, so it travels
+# there in a cookie: only this browser, only that page's path, not readable by scripts, for an hour. Only its
+# SHA-256 is stored on our side; the confirmation shows it only when it matches the case.
+REVIEW_LINK_COOKIE = "faro_review_link"
+REVIEW_LINK_COOKIE_SECONDS = 3600
 
 
 class HttpResponseSeeOther(HttpResponseRedirect):
@@ -38,7 +50,9 @@ def _decision(name: str, request_id: uuid.UUID) -> PredictionRecord | None:
     if request_id.version != 4:
         return None
     return (
-        PredictionRecord.objects.select_related("model_version__registered_model")
+        PredictionRecord.objects.select_related(
+            "model_version__registered_model", "model_version__dataset_version__dataset"
+        )
         .filter(
             request_id=request_id,
             channel=PredictionRecord.Channel.PAGE,
@@ -51,7 +65,42 @@ def _decision(name: str, request_id: uuid.UUID) -> PredictionRecord | None:
     )
 
 
+def decision_snapshot(record: PredictionRecord) -> dict[str, Any]:
+    """The decision as the decision log keeps it, for the review case to keep: the log may be purged by
+    retention before the review is over, and the case must show what was reviewed. The inputs are the log's,
+    already minimised (special-category columns dropped, personal ones pseudonymised); the explanation's values
+    are minimised the same way (the log keeps them so since it minimises explanations; applying the same rule
+    again changes nothing, and covers decisions logged before)."""
+    version = record.model_version
+    return {
+        "request_id": str(record.request_id),
+        "row": record.row,
+        "made_at": record.created_at.isoformat(),
+        "channel": record.channel,
+        "route": record.route,
+        "model": {
+            "name": version.registered_model.name,
+            "version": version.version,
+            "labels": list(version.labels or []),
+            "favourable_label": version.registered_model.favourable_label or None,
+        },
+        "inputs": record.inputs,
+        "output": record.output,
+        "explanation": model_cache.load(version).minimise_explanation(record.explanation, record.inputs),
+    }
+
+
+def _status_link(request, review: ReviewRequest) -> str | None:
+    """The person's private link, when this browser holds the one made for `review`."""
+    token = request.COOKIES.get(REVIEW_LINK_COOKIE, "")
+    found = review_request_get_by_link(token=token)
+    if found is None or found.pk != review.pk:
+        return None
+    return request.build_absolute_uri(reverse("governance:review-status", args=[token]))
+
+
 @require_http_methods(["GET", "POST"])
+@never_cache
 def decision_review(request, name: str, request_id: uuid.UUID):
     """GET: the confirmation if a review was asked for, else the form. POST: ask for it, then see the confirmation.
 
@@ -67,17 +116,19 @@ def decision_review(request, name: str, request_id: uuid.UUID):
     if review is not None:  # asked before: the first request stands
         if request.method == "POST":
             return confirmation
-        return render(request, "predictions/review_confirmation.html", {**context, "review": review})
+        context.update(review=review, status_link=_status_link(request, review))
+        return render(request, "predictions/review_confirmation.html", context)
     form = ReviewRequestForm(request.POST if request.method == "POST" else None)
     if form.is_valid():
         try:
-            review_request_create(
+            _, token = review_request_create(
                 request_id=request_id,
                 model_name=name,
                 model_version=record.model_version.version,
                 subject_id=record.subject_id,
                 reason=form.cleaned_data["reason"],
                 contact=form.cleaned_data["contact"],
+                decision=decision_snapshot(record),
                 actor=request.user,  # anonymous unless signed in
             )
         except FaroError as exc:
@@ -85,6 +136,16 @@ def decision_review(request, name: str, request_id: uuid.UUID):
                 for message in messages:
                     form.add_error(field if field in form.fields else None, message)
         else:
+            if token is not None:  # None: someone asked at the same moment, and their request stands
+                confirmation.set_cookie(
+                    REVIEW_LINK_COOKIE,
+                    token,
+                    max_age=REVIEW_LINK_COOKIE_SECONDS,
+                    path=confirmation["Location"],
+                    secure=settings.SESSION_COOKIE_SECURE,
+                    httponly=True,
+                    samesite="Strict",
+                )
             return confirmation
     status = 400 if form.is_bound else 200
     return render(request, "predictions/review_form.html", {**context, "review_form": form}, status=status)

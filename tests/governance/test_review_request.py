@@ -1,15 +1,16 @@
 """Requests for a human review of a decision: the service (idempotent, audited without what the person wrote)
-and the console, where only the status moves."""
+and the console, where nothing is edited directly (the case workflow is in test_review_cases.py)."""
 
 import uuid
 
 import orjson
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 
 from apps.core.errors import Conflict, InvalidInput
 from apps.governance.models import AuditEvent, ReviewRequest
-from apps.governance.services import audit_verify, review_request_create, review_request_status_set
+from apps.governance.services import audit_verify, review_request_create, review_request_decide, review_request_take
 
 REQUEST_ID = uuid.UUID("0b7e4c1e-8a52-4f0e-9a51-5d1f2b3c4d5e")
 
@@ -25,7 +26,13 @@ def create(**overrides) -> ReviewRequest:
         "actor": "anonymous",
         **overrides,
     }
-    return review_request_create(**values)
+    return review_request_create(**values)[0]
+
+
+def reviewer(username: str = "reviewer"):
+    user = get_user_model().objects.create_user(username, password="pw", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="review_decision"))
+    return get_user_model().objects.get(pk=user.pk)  # a fresh instance: permissions are cached per instance
 
 
 def events() -> list[AuditEvent]:
@@ -93,21 +100,23 @@ def test_too_long_texts_are_refused_and_nothing_is_written(db):
     assert events() == []
 
 
-def test_the_status_moves_once_and_each_move_is_audited(db):
+def test_the_case_is_taken_once_and_each_step_is_audited(db):
     review = create()
-    reviewer = get_user_model().objects.create_user("pm", password="pw", is_staff=True)
+    first, second = reviewer("first"), reviewer("second")
 
-    moved = review_request_status_set(review=review, status="in_review", actor=reviewer)
-    assert moved.status == "in_review"
-    # A second reviewer who still saw "open" is told, and changes nothing.
-    with pytest.raises(Conflict):
-        review_request_status_set(review=review, status="upheld", actor=reviewer, seen_status="open")
-    # The same status again is no change and no event.
-    review_request_status_set(review=moved, status="in_review", actor=reviewer)
-    with pytest.raises(InvalidInput):
-        review_request_status_set(review=moved, status="closed", actor=reviewer)
+    taken = review_request_take(review=review, actor=first)
+    assert (taken.status, taken.reviewer, taken.taken_at is not None) == ("in_review", first, True)
+    # A second reviewer who still saw "open" is told who has it, and changes nothing.
+    with pytest.raises(Conflict, match="already taken by first"):
+        review_request_take(review=review, actor=second)
+    # Taking one's own case again is no change and no event.
+    assert review_request_take(review=review, actor=first).taken_at == taken.taken_at
+    with pytest.raises(InvalidInput) as refused:
+        review_request_decide(review=taken, actor=first, outcome="closed", note="Done.")
+    assert refused.value.extra == {"fields": {"outcome": ["Choose the outcome: upheld, changed."]}}
 
-    assert ReviewRequest.objects.get().status == "in_review"
+    stored = ReviewRequest.objects.get()
+    assert (stored.status, stored.reviewer_id, stored.taken_at) == ("in_review", first.pk, taken.taken_at)
     assert [(event.action, event.actor, event.data) for event in events()] == [
         (
             "review_request.created",
@@ -121,8 +130,8 @@ def test_the_status_moves_once_and_each_move_is_audited(db):
             },
         ),
         (
-            "review_request.status_changed",
-            f"user:{reviewer.pk}",
+            "review_request.taken",
+            f"user:{first.pk}",
             {"request_id": str(REQUEST_ID), "from": "open", "to": "in_review"},
         ),
     ]
@@ -143,7 +152,9 @@ def test_the_console_lists_filters_and_searches_by_request_id(console):
     first = create()
     other_id = uuid.UUID("9f3a0c55-1d2e-4b6f-8a7c-0e1d2c3b4a59")
     second = create(request_id=other_id, model_name="fraud")
-    review_request_status_set(review=second, status="upheld", actor="user:1")
+    decider = reviewer()
+    review_request_take(review=second, actor=decider)
+    review_request_decide(review=second, actor=decider, outcome="upheld", note="The decision stands.")
 
     listed = console.get("/admin/governance/reviewrequest/")
     assert listed.status_code == 200
@@ -161,32 +172,27 @@ def test_the_console_lists_filters_and_searches_by_request_id(console):
     assert console.get("/admin/governance/reviewrequest/add/").status_code == 403
 
 
-def test_the_console_changes_only_the_status_through_the_service(console):
+def test_the_console_edits_nothing_directly(console):
     review = create()
     url = f"/admin/governance/reviewrequest/{review.pk}/change/"
     page = console.get(url)
     assert page.status_code == 200
-    form = page.context["adminform"].form
-    assert list(form.fields) == ["status"]
+    assert page.templates[0].name == "admin/governance/reviewrequest/case.html"
 
+    # The former status edit: refused, nothing changed, nothing audited. The case moves only by its actions.
     response = console.post(
         url, {"status": "changed", "reason": "Edited by staff.", "contact": "", "model_name": "x", "_save": "Save"}
     )
 
-    assert response.status_code == 302
+    assert response.status_code == 400
     review.refresh_from_db()
-    assert (review.status, review.reason, review.contact, review.model_name) == (
-        "changed",
+    assert (review.status, review.reason, review.contact, review.model_name, review.reviewer) == (
+        "open",
         "I was ill that year.",
         "ann@example.org",
         "loan-risk",
+        None,
     )
-    assert [(event.action, event.actor, event.data) for event in events()][1:] == [
-        (
-            "review_request.status_changed",
-            f"user:{console.admin.pk}",
-            {"request_id": str(REQUEST_ID), "from": "open", "to": "changed"},
-        )
-    ]
+    assert [event.action for event in events()] == ["review_request.created"]
     assert console.post(f"/admin/governance/reviewrequest/{review.pk}/delete/", {"post": "yes"}).status_code == 403
     assert ReviewRequest.objects.count() == 1
