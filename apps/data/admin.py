@@ -97,8 +97,10 @@ class DatasetAdmin(admin.ModelAdmin):
 
 @admin.register(DatasetVersion)
 class DatasetVersionAdmin(ReadOnlyAdmin):
-    list_display = ["__str__", "parent", "mode", "row_count", "sha256", "created_at"]
-    list_filter = ["dataset", "mode"]
+    """Purged versions stay listed (models trained on them point to them), with when and why their rows went."""
+
+    list_display = ["__str__", "parent", "mode", "row_count", "sha256", "created_at", "purged_at", "purge_reason"]
+    list_filter = ["dataset", "mode", ("purged_at", admin.EmptyFieldListFilter)]
 
 
 @admin.register(IngestJob)

@@ -81,6 +81,16 @@ class DatasetEditForm(forms.Form):
         required=False, min_value=1, help_text="How long versions are kept, in days. Required with personal columns."
     )
     column_tags = ColumnTagsField(required=False, help_text=TAG_HELP)
+    subject_categories = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="Whose data it is, e.g. loan applicants (GDPR Art. 30(1)(c)). Shown in the register.",
+    )
+    recipients = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="Who the data, or decisions made with it, are disclosed to (Art. 30(1)(d)). Shown in the register.",
+    )
 
     def service_fields(self) -> dict[str, Any]:
         return {name: self.cleaned_data[name] for name in self.fields if name != "name"}

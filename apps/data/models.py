@@ -46,6 +46,13 @@ class Dataset(models.Model):
     column_tags = models.JSONField(
         default=dict, blank=True, help_text='Column -> tags, e.g. {"age": ["personal", "protected"]}.'
     )
+    subject_categories = models.TextField(
+        blank=True, help_text="Whose data it is, e.g. loan applicants (GDPR Art. 30(1)(c)): for the register."
+    )
+    recipients = models.TextField(
+        blank=True,
+        help_text="Who the data, or decisions made with it, are disclosed to (GDPR Art. 30(1)(d)): for the register.",
+    )
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -83,7 +90,11 @@ class Dataset(models.Model):
 
 
 class DatasetVersion(models.Model):
-    """An immutable snapshot: a Parquet file named by its SHA-256, with its schema and statistics."""
+    """An immutable snapshot: a Parquet file named by its SHA-256, with its schema and statistics.
+
+    Once its dataset's retention has passed it is purged (`services.dataset_versions_purge`): its rows are
+    gone, and the row stays as the record that model versions trained on it point to.
+    """
 
     class Mode(models.TextChoices):
         REPLACE = "replace", "Replace: the upload is the whole version"
@@ -104,6 +115,8 @@ class DatasetVersion(models.Model):
     statistics = models.JSONField(default=dict)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
+    purged_at = models.DateTimeField(null=True, blank=True, help_text="When its rows were removed from storage.")
+    purge_reason = models.CharField(max_length=200, blank=True, help_text='Why, e.g. "365-day retention".')
 
     class Meta:
         ordering = ["dataset", "-number"]
@@ -115,6 +128,16 @@ class DatasetVersion(models.Model):
     @property
     def column_names(self) -> list[str]:
         return [column["name"] for column in self.schema]
+
+    @property
+    def is_purged(self) -> bool:
+        return self.purged_at is not None
+
+    def purged_message(self) -> str:
+        return (
+            f"Dataset version {self.number} of {self.dataset.name} was purged on {self.purged_at:%Y-%m-%d} "
+            f"under its {self.purge_reason or 'retention'}."
+        )
 
 
 class DatasetCheck(models.Model):

@@ -1,12 +1,30 @@
 """Reads for datasets."""
 
+from pathlib import Path
 from typing import Any
 
 from django.db.models import QuerySet
 
-from apps.core.artefacts import artefact_verified_path
-from apps.core.errors import NotFound
+from apps.core.artefacts import ArtefactCorrupted, artefact_verified_path
+from apps.core.errors import Conflict, NotFound
 from apps.data.models import Dataset, DatasetVersion, IngestJob
+
+
+class DatasetVersionPurged(Conflict):
+    """The version's rows were purged (its dataset's retention passed): the record stays, the data is gone.
+
+    409: the request is fine, but the version's state no longer allows it, and retrying will not help."""
+
+    def __init__(self, version: DatasetVersion) -> None:
+        super().__init__(
+            version.purged_message(),
+            extra={
+                "dataset": version.dataset.name,
+                "version": version.number,
+                "purged_at": version.purged_at.isoformat(),
+                "purge_reason": version.purge_reason,
+            },
+        )
 
 
 def dataset_list() -> QuerySet[Dataset]:
@@ -32,11 +50,42 @@ def dataset_version_get(*, dataset: Dataset, number: int | None = None) -> Datas
     return version
 
 
+def dataset_version_live_check(*, version: DatasetVersion) -> None:
+    """Raise DatasetVersionPurged if the version is purged, asking the database: `version` may be stale."""
+    purged = (
+        version
+        if version.purged_at is not None
+        else DatasetVersion.objects.select_related("dataset").filter(pk=version.pk, purged_at__isnull=False).first()
+    )
+    if purged is not None:
+        raise DatasetVersionPurged(purged)
+
+
+def dataset_version_path(*, version: DatasetVersion) -> Path:
+    """The version's Parquet file, its SHA-256 verified: the one way to a version's rows.
+
+    A purged version raises DatasetVersionPurged, also when it was purged after `version` was loaded (its file
+    is then missing); a file missing for any other reason is ArtefactCorrupted, as for every artefact.
+    """
+    if version.purged_at is not None:
+        raise DatasetVersionPurged(version)
+    try:
+        return artefact_verified_path(version.file_path, version.sha256)
+    except ArtefactCorrupted:
+        dataset_version_live_check(version=version)
+        raise
+
+
 def dataset_version_table(*, version: DatasetVersion, columns: list[str] | None = None) -> Any:
     """The version's rows (or just `columns`) as an Arrow table, after verifying the file's SHA-256."""
     import pyarrow.parquet as pq
 
-    return pq.read_table(artefact_verified_path(version.file_path, version.sha256), columns=columns)
+    path = dataset_version_path(version=version)
+    try:
+        return pq.read_table(path, columns=columns)
+    except FileNotFoundError:  # purged between the check and the read
+        dataset_version_path(version=version)
+        raise
 
 
 def ingest_job_get(*, job_id: int) -> IngestJob:

@@ -4,6 +4,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +17,13 @@ from prometheus_client import Counter
 from apps.core.artefacts import (
     artefact_path,
     artefact_temp_path,
-    artefact_verified_path,
     artefact_write_file,
     upload_stage,
 )
 from apps.core.errors import Conflict, FaroError, InvalidInput
 from apps.data.ingest import IngestError, SourceOptions, parquet_writer, schema_changes, write_version
 from apps.data.models import Dataset, DatasetCheck, DatasetVersion, IngestJob
+from apps.data.selectors import dataset_version_path
 from apps.governance.services import acting_user, actor_ref, audit_record
 
 logger = logging.getLogger(__name__)
@@ -41,6 +42,8 @@ DATASET_FIELDS = (
     "legal_basis",
     "retention_days",
     "column_tags",
+    "subject_categories",
+    "recipients",
     "owner",
 )
 PROGRESS_INTERVAL_SECONDS = 0.5
@@ -350,7 +353,7 @@ def dataset_version_ingest(
                 SourceOptions(
                     format=options.get("format"), delimiter=options.get("delimiter"), encoding=options.get("encoding")
                 ),
-                parent=artefact_verified_path(parent.file_path, parent.sha256) if append else None,
+                parent=dataset_version_path(version=parent) if append else None,
                 on_progress=on_progress,
             )
         except IngestError as exc:
@@ -467,7 +470,7 @@ def dataset_version_create_from_upload(
 # -- export ------------------------------------------------------------------------------------------
 
 
-def _neutralise(value: Any) -> Any:
+def csv_neutralise(value: Any) -> Any:
     """Spreadsheets run cells that start with =, +, -, @: prefix such text with a quote."""
     if isinstance(value, str) and value.startswith(_FORMULA_PREFIXES):
         return "'" + value
@@ -485,7 +488,7 @@ def dataset_version_export(
 
     if fmt not in ("csv", "parquet"):
         raise InvalidInput("Choose format csv or parquet.", extra={"fields": {"format": ["Unknown format."]}})
-    path = artefact_verified_path(version.file_path, version.sha256)
+    path = dataset_version_path(version=version)
     audit_record(
         actor=actor,
         action="dataset_version.downloaded",
@@ -503,7 +506,7 @@ def dataset_version_export(
         for batch in parquet.iter_batches(batch_size=10_000):
             columns = [column.to_pylist() for column in batch.columns]
             for row in zip(*columns, strict=True):
-                writer.writerow([_neutralise(value) for value in row])
+                writer.writerow([csv_neutralise(value) for value in row])
             yield buffer.getvalue().encode()
             buffer.seek(0)
             buffer.truncate()
@@ -519,6 +522,7 @@ def dataset_version_export(
 @dataclass
 class StorageReport:
     checked: int = 0
+    purged: int = 0
     mismatched: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     orphans: list[str] = field(default_factory=list)
@@ -556,12 +560,16 @@ def parquet_rematerialise(source: Path, target: Path) -> None:
 
 def dataset_storage_verify(*, rematerialise: bool = False) -> StorageReport:
     """Every version's file present with its recorded SHA-256; no unreferenced files; optionally each
-    version rewritten from its own rows gives the same bytes."""
+    version rewritten from its own rows gives the same bytes. Purged versions have no file: they are counted,
+    and a file only they refer to is an orphan (the next retention run removes it)."""
     from apps.core.artefacts import sha256_file
 
     report = StorageReport()
     referenced = set()
     for version in DatasetVersion.objects.select_related("dataset").order_by("dataset__name", "number"):
+        if version.purged_at is not None:
+            report.purged += 1
+            continue
         label = f"{version.dataset.name} v{version.number} ({version.file_path})"
         referenced.add(version.file_path)
         path = artefact_path(version.file_path)
@@ -587,3 +595,109 @@ def dataset_storage_verify(*, rematerialise: bool = False) -> StorageReport:
             if relative not in referenced and not path.name.startswith(".incoming-"):
                 report.orphans.append(relative)
     return report
+
+
+# -- retention -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class PurgedVersion:
+    dataset: str
+    number: int
+    sha256: str
+    retention_days: int
+    created_at: datetime
+
+
+@dataclass
+class DatasetPurge:
+    """What a retention run did to dataset versions (or would do, in a dry run)."""
+
+    versions: list[PurgedVersion] = field(default_factory=list)
+    files_removed: list[str] = field(default_factory=list)
+    files_kept: dict[str, list[str]] = field(default_factory=dict)  # file -> the live versions still using it
+
+
+def retention_reason(days: int) -> str:
+    return f"{days}-day retention"
+
+
+def _versions_due(now: datetime) -> list[DatasetVersion]:
+    due: list[DatasetVersion] = []
+    for dataset in Dataset.objects.filter(retention_days__gt=0).order_by("name"):
+        cutoff = now - timedelta(days=dataset.retention_days)
+        versions = DatasetVersion.objects.filter(dataset=dataset, purged_at__isnull=True, created_at__lt=cutoff)
+        due += versions.select_related("dataset").order_by("number")
+    return due
+
+
+def _version_purge(version: DatasetVersion, now: datetime) -> bool:
+    """Mark one version purged and audit it, in one transaction; False if another run got there first."""
+    dataset = version.dataset
+    # The statistics of personal columns hold values from the rows (most frequent values, ranges): they go with
+    # the rows. The rest (row count, schema, other columns' statistics) stays, for lineage and model cards.
+    personal = {*dataset.personal_columns, dataset.subject_key_column}
+    statistics = {name: stats for name, stats in (version.statistics or {}).items() if name not in personal}
+    with transaction.atomic():
+        changed = DatasetVersion.objects.filter(pk=version.pk, purged_at__isnull=True).update(
+            purged_at=now, purge_reason=retention_reason(dataset.retention_days), statistics=statistics
+        )
+        if changed:
+            audit_record(
+                actor="system",
+                action="dataset_version.purged",
+                target=version,
+                data={
+                    "dataset": dataset.name,
+                    "number": version.number,
+                    "sha256": version.sha256,
+                    "retention_days": dataset.retention_days,
+                },
+            )
+    return bool(changed)
+
+
+def dataset_versions_purge(*, now: datetime | None = None, dry_run: bool = False) -> DatasetPurge:
+    """Purge every dataset version older than its dataset's retention (counted from its `created_at`).
+
+    Each version is marked purged (`purged_at`, `purge_reason`) and audited as `dataset_version.purged` in one
+    transaction; the statistics of its personal columns are dropped. The row stays, so the model versions
+    trained on it keep their lineage (and still load and serve: they do not need the data); whatever reads its
+    rows gets DatasetVersionPurged. Then every file that only purged versions refer to is removed from storage;
+    a file another live version shares (same content, same SHA-256) is kept. Removing files after the records
+    commit means a crash leaves a file behind, never a live version without its file: the next run removes
+    it. Datasets without a retention period are never purged. `dry_run` reports and changes nothing.
+    """
+    now = now or timezone.now()
+    result = DatasetPurge()
+    due = _versions_due(now)
+    for version in due:
+        if dry_run or _version_purge(version, now):
+            result.versions.append(
+                PurgedVersion(
+                    dataset=version.dataset.name,
+                    number=version.number,
+                    sha256=version.sha256,
+                    retention_days=version.dataset.retention_days,
+                    created_at=version.created_at,
+                )
+            )
+    live: dict[str, list[str]] = {}
+    still_live = DatasetVersion.objects.filter(purged_at__isnull=True).exclude(pk__in=[version.pk for version in due])
+    for name, number, file_path in still_live.order_by("dataset__name", "number").values_list(
+        "dataset__name", "number", "file_path"
+    ):
+        live.setdefault(file_path, []).append(f"{name} v{number}")
+    purged_files = set(DatasetVersion.objects.filter(purged_at__isnull=False).values_list("file_path", flat=True))
+    purged_files |= {version.file_path for version in due}
+    # A version ingested from the same bytes while this runs could reuse a file about to go; `dataset_verify`
+    # would then report it missing. Ingests and purges of one content at the same moment are not expected.
+    for file_path in sorted(purged_files):
+        if file_path in live:
+            if any(version.file_path == file_path for version in due):
+                result.files_kept[file_path] = live[file_path]
+        elif artefact_path(file_path).exists():
+            if not dry_run:
+                artefact_path(file_path).unlink(missing_ok=True)
+            result.files_removed.append(file_path)
+    return result

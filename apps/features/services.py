@@ -166,8 +166,8 @@ def materialisation_job_run(*, job_id: int) -> Any:
 
     from django.utils import timezone
 
-    from apps.core.artefacts import artefact_verified_path
     from apps.core.errors import FaroError
+    from apps.data.selectors import dataset_version_path
     from apps.features.models import MaterialisationJob
     from apps.features.online import materialise, store_named
 
@@ -194,7 +194,7 @@ def materialisation_job_run(*, job_id: int) -> Any:
     try:
         materialisation_check(dataset_version=version, timestamp_column=job.timestamp_column)
         result = materialise(
-            path=artefact_verified_path(version.file_path, version.sha256),
+            path=dataset_version_path(version=version),
             dataset=version.dataset,
             dataset_version=version,
             key_column=version.dataset.subject_key_column,

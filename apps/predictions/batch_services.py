@@ -29,6 +29,7 @@ from apps.core.artefacts import (
 from apps.core.errors import Conflict, FaroError, InvalidInput, NotFound
 from apps.core.jobs import Lease, job_start, jobs_reap_and_requeue
 from apps.data.models import DatasetVersion
+from apps.data.selectors import dataset_version_live_check, dataset_version_path
 from apps.governance.services import acting_user, actor_principal, audit_record
 from apps.predictions import batch
 from apps.predictions.metrics import BATCH_ROWS
@@ -155,6 +156,7 @@ def batch_job_create(
     elif dataset_version is not None and not version_problems:
         import pyarrow.parquet as pq
 
+        dataset_version_live_check(version=dataset_version)
         try:
             schema = pq.read_schema(artefact_path(dataset_version.file_path))
         except (OSError, ValueError):  # missing, or not Parquet any more (arrow's errors are ValueErrors)
@@ -358,7 +360,7 @@ def batch_job_run(*, job_id: int) -> BatchScoringJob | None:
         loaded = model_cache.load(job.model_version)
         share = 0.0
         if job.dataset_version is not None:
-            source = artefact_verified_path(job.dataset_version.file_path, job.dataset_version.sha256)
+            source = dataset_version_path(version=job.dataset_version)
         else:
             share = UPLOAD_READ_SHARE
             uploaded = artefact_path(job.input_path)

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from apps.registry import views
+from apps.registry import views, views_register
 
 app_name = "registry"
 
@@ -19,4 +19,5 @@ urlpatterns = [
     path("training/new/", views.training_new, name="training-new"),
     path("training/<int:job_id>/", views.training_detail, name="training-detail"),
     path("training/<int:job_id>/cancel/", views.training_cancel, name="training-cancel"),
+    path("governance/register/", views_register.processing_register, name="processing-register"),
 ]

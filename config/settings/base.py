@@ -406,3 +406,19 @@ FARO_LOGIN_IP_MAX_FAILURES = env_int("FARO_LOGIN_IP_MAX_FAILURES", 20, minimum=0
 FARO_LOGIN_LOCKOUT_SECONDS = env_int("FARO_LOGIN_LOCKOUT_SECONDS", 900, minimum=1)
 FARO_TRUSTED_PROXY_COUNT = env_int("FARO_TRUSTED_PROXY_COUNT", 0, minimum=0)
 # -- end of security baseline and sign-in lockout -------------------------------------------------------------
+
+# -- Retention (apps.data, apps.predictions) ------------------------------------------------------------------
+# Every FARO_RETENTION_INTERVAL_SECONDS beat purges what is past its retention (`manage.py retention_purge`):
+# dataset versions older than their dataset's retention_days, and decisions (and scoring failures) older than
+# FARO_DECISION_LOG_RETENTION_DAYS, except decisions whose review is open. 0 keeps the decision log forever.
+# The default, two years, is finite by design (GDPR Art. 5(1)(e), 25(2)): longer than every window Faro reads
+# the log for (drift, live quality, SLOs, the 30 days a review can be asked for online) and than a customer's
+# usual time to complain; an operator under a longer duty to keep decisions sets it, and the README says so.
+FARO_DECISION_LOG_RETENTION_DAYS = env_int("FARO_DECISION_LOG_RETENTION_DAYS", 730, minimum=0)
+FARO_RETENTION_INTERVAL_SECONDS = env_float("FARO_RETENTION_INTERVAL_SECONDS", 86400.0, minimum=60.0)
+CELERY_BEAT_SCHEDULE["predictions.retention_purge"] = {
+    "task": "predictions.retention_purge",
+    "schedule": timedelta(seconds=FARO_RETENTION_INTERVAL_SECONDS),
+    "options": {"expire_seconds": max(1, round(FARO_RETENTION_INTERVAL_SECONDS))},
+}
+# -- end of retention -----------------------------------------------------------------------------------------

@@ -36,8 +36,17 @@ GOVERNED = {
     "legal_basis": "b",
     "retention_days": 365,
     "column_tags": {"customer_id": ["personal"], "age": ["personal", "protected"], "repaid": ["target"]},
+    "subject_categories": "Loan applicants",
+    "recipients": "Credit officers; the credit bureau",
 }
-UNGOVERNED = {"purpose": "", "legal_basis": "", "retention_days": None, "column_tags": {}}
+UNGOVERNED = {
+    "purpose": "",
+    "legal_basis": "",
+    "retention_days": None,
+    "column_tags": {},
+    "subject_categories": "",
+    "recipients": "",
+}
 SCHEMA = [
     {"name": "customer_id", "type": "string", "nullable": False},
     {"name": "income", "type": "float", "nullable": False},
@@ -509,6 +518,8 @@ def test_the_job_ingests_the_upload_into_version_one(api, tokens, loans, ingest)
         "statistics": expected_statistics(content),
         "validation": {"schema_changes": None, "checks": [], "source": CSV_SOURCE},
         "created_at": iso(version.created_at),
+        "purged_at": None,
+        "purge_reason": "",
     }
     # Spot checks on numbers read straight from the CSV, independent of the helpers above.
     rows = csv_rows(content)

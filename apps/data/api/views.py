@@ -33,6 +33,8 @@ class DatasetSerializer(serializers.ModelSerializer):
             "legal_basis",
             "retention_days",
             "column_tags",
+            "subject_categories",
+            "recipients",
             "owner",
             "created_at",
             "latest_version",
@@ -70,6 +72,8 @@ class DatasetVersionSerializer(serializers.ModelSerializer):
             "statistics",
             "validation",
             "created_at",
+            "purged_at",
+            "purge_reason",
         ]
 
 
@@ -218,10 +222,11 @@ class DatasetVersionDownloadApi(ReadWriteScopedApi):
         parameters=[OpenApiParameter("format", str, enum=["csv", "parquet"], description="Default: csv.")],
         responses={
             200: OpenApiResponse(OpenApiTypes.BINARY, description="The version's rows."),
-            **error_responses(400, 401, 403, 404, 503),
+            **error_responses(400, 401, 403, 404, 409, 503),
         },
     )
     def get(self, request, name: str, number: int):
+        """The version's rows; 409 for a version purged under its dataset's retention."""
         dataset = selectors.dataset_get(name=name)
         version = selectors.dataset_version_get(dataset=dataset, number=number)
         fmt = request.query_params.get("format", "csv")

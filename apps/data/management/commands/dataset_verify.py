@@ -18,4 +18,5 @@ class Command(BaseCommand):
             self.stdout.write(line)
         if not report.ok:
             raise CommandError(f"{report.problem_count} problem(s) in dataset storage.")
-        self.stdout.write(f"Dataset storage intact: {report.checked} version(s) verified.")
+        purged = f"; {report.purged} purged version(s) have no file" if report.purged else ""
+        self.stdout.write(f"Dataset storage intact: {report.checked} version(s) verified{purged}.")
