@@ -109,9 +109,10 @@ def test_redis_age_grows_while_messages_wait(redis_queue):
     app.send_task("tests.noop")
     app.send_task("tests.noop")
     app.close()
-    time.sleep(0.2)
-
-    [stat] = queue_stats(app)
+    deadline = time.monotonic() + 5
+    while (stat := queue_stats(app)[0]).oldest_age_seconds < 0.2:  # wait until the oldest has waited 0.2 s
+        assert time.monotonic() < deadline, f"the oldest message's age stayed at {stat.oldest_age_seconds}"
+        time.sleep(0.02)
 
     assert (stat.name, stat.depth) == (redis_queue, 2)
     assert 0.2 <= stat.oldest_age_seconds < 10
@@ -215,7 +216,9 @@ def test_filesystem_depth_and_age(broker_folder):
     app = filesystem_app(broker_folder, name, task_routes={"tests.retry": {"queue": dotted}})
     for _ in range(3):
         app.send_task("tests.noop")
-        time.sleep(0.002)  # distinct millisecond prefixes, so the publish order is the file order
+        published_ms = round(time.monotonic() * 1000)
+        while round(time.monotonic() * 1000) == published_ms:  # distinct millisecond prefixes, so the
+            pass  # publish order is the file order: wait for the clock's next millisecond
     app.send_task("tests.retry")
     app.close()
 
