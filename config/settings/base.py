@@ -206,15 +206,16 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("FARO_TASKS_EAGER", False)
 CELERY_TASK_EAGER_PROPAGATES = True
 # Periodic tasks: django-celery-beat's database scheduler copies these entries into its tables at start-up.
 FARO_WEBHOOK_RETRY_SECONDS = env_float("FARO_WEBHOOK_RETRY_SECONDS", 30.0, minimum=1.0)
-CELERY_BEAT_SCHEDULE = {
-    "events.deliveries_retry": {
-        "task": "events.deliveries_retry",
-        "schedule": timedelta(seconds=FARO_WEBHOOK_RETRY_SECONDS),
-        # A run that waited longer than one interval in the queue is superseded by the next one
-        # (expire_seconds is the database scheduler's name for apply_async's expires).
-        "options": {"expire_seconds": max(1, round(FARO_WEBHOOK_RETRY_SECONDS))},
-    },
-}
+
+
+def beat_every(task: str, seconds: float) -> dict:
+    """A beat entry running `task` every `seconds`. A run that waited longer than one interval in the queue
+    is superseded by the next one (expire_seconds is the database scheduler's name for apply_async's
+    expires)."""
+    return {"task": task, "schedule": timedelta(seconds=seconds), "options": {"expire_seconds": max(1, round(seconds))}}
+
+
+CELERY_BEAT_SCHEDULE = {"events.deliveries_retry": beat_every("events.deliveries_retry", FARO_WEBHOOK_RETRY_SECONDS)}
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
@@ -258,47 +259,33 @@ FARO_SHADOW_QUEUE_SIZE = env_int("FARO_SHADOW_QUEUE_SIZE", 1000, minimum=1)
 FARO_JOB_LEASE_SECONDS = env_float("FARO_JOB_LEASE_SECONDS", 120.0, minimum=1.0)
 FARO_JOB_MAX_ATTEMPTS = env_int("FARO_JOB_MAX_ATTEMPTS", 3, minimum=1)
 FARO_JOB_REAP_INTERVAL_SECONDS = env_float("FARO_JOB_REAP_INTERVAL_SECONDS", 15.0, minimum=1.0)
-CELERY_BEAT_SCHEDULE["registry.training_jobs_reap"] = {
-    "task": "registry.training_jobs_reap",
-    "schedule": timedelta(seconds=FARO_JOB_REAP_INTERVAL_SECONDS),
-    "options": {"expire_seconds": max(1, round(FARO_JOB_REAP_INTERVAL_SECONDS))},
-}
-CELERY_BEAT_SCHEDULE["predictions.batch_jobs_reap"] = {
-    "task": "predictions.batch_jobs_reap",
-    "schedule": timedelta(seconds=FARO_JOB_REAP_INTERVAL_SECONDS),
-    "options": {"expire_seconds": max(1, round(FARO_JOB_REAP_INTERVAL_SECONDS))},
-}
+CELERY_BEAT_SCHEDULE["registry.training_jobs_reap"] = beat_every(
+    "registry.training_jobs_reap", FARO_JOB_REAP_INTERVAL_SECONDS
+)
+CELERY_BEAT_SCHEDULE["predictions.batch_jobs_reap"] = beat_every(
+    "predictions.batch_jobs_reap", FARO_JOB_REAP_INTERVAL_SECONDS
+)
 # Batch scoring reads, scores and writes this many rows at a time (fewer for wide inputs: about 64 MB of values
 # per chunk at most), and scores this many chunks at once, each on one thread (default: one per core).
 FARO_BATCH_CHUNK_ROWS = env_int("FARO_BATCH_CHUNK_ROWS", 262_144, minimum=1_000)
 FARO_BATCH_THREADS = env_int("FARO_BATCH_THREADS", os.cpu_count() or 1, minimum=1)
-CELERY_BEAT_SCHEDULE["predictions.canaries_check"] = {
-    "task": "predictions.canaries_check",
-    "schedule": timedelta(seconds=FARO_CANARY_CHECK_SECONDS),
-    "options": {"expire_seconds": max(1, round(FARO_CANARY_CHECK_SECONDS))},
-}
+CELERY_BEAT_SCHEDULE["predictions.canaries_check"] = beat_every("predictions.canaries_check", FARO_CANARY_CHECK_SECONDS)
 # Drift reports: every champion's served inputs in the last FARO_DRIFT_WINDOW_HOURS against its training data,
 # every FARO_DRIFT_INTERVAL_SECONDS (and on demand: API, manage.py drift_report).
 FARO_DRIFT_WINDOW_HOURS = env_float("FARO_DRIFT_WINDOW_HOURS", 24.0, minimum=0.01)
 FARO_DRIFT_INTERVAL_SECONDS = env_float("FARO_DRIFT_INTERVAL_SECONDS", 3600.0, minimum=60.0)
 # A report reads at most this many of the window's newest decisions (a busy day holds millions).
 FARO_DRIFT_MAX_ROWS = env_int("FARO_DRIFT_MAX_ROWS", 500_000, minimum=1_000)
-CELERY_BEAT_SCHEDULE["monitoring.drift_reports_run"] = {
-    "task": "monitoring.drift_reports_run",
-    "schedule": timedelta(seconds=FARO_DRIFT_INTERVAL_SECONDS),
-    "options": {"expire_seconds": max(1, round(FARO_DRIFT_INTERVAL_SECONDS))},
-}
+CELERY_BEAT_SCHEDULE["monitoring.drift_reports_run"] = beat_every(
+    "monitoring.drift_reports_run", FARO_DRIFT_INTERVAL_SECONDS
+)
 # Monitoring checks, every FARO_MONITOR_INTERVAL_SECONDS: each champion's live quality over the last
 # FARO_QUALITY_WINDOW_HOURS (labels arrive late, so the window is long), each model's SLOs over the last
 # FARO_SLO_WINDOW_DAYS, failed jobs; alerts are raised and resolved from them.
 FARO_MONITOR_INTERVAL_SECONDS = env_float("FARO_MONITOR_INTERVAL_SECONDS", 300.0, minimum=10.0)
 FARO_QUALITY_WINDOW_HOURS = env_float("FARO_QUALITY_WINDOW_HOURS", 168.0, minimum=0.01)
 FARO_SLO_WINDOW_DAYS = env_float("FARO_SLO_WINDOW_DAYS", 30.0, minimum=0.01)
-CELERY_BEAT_SCHEDULE["monitoring.checks_run"] = {
-    "task": "monitoring.checks_run",
-    "schedule": timedelta(seconds=FARO_MONITOR_INTERVAL_SECONDS),
-    "options": {"expire_seconds": max(1, round(FARO_MONITOR_INTERVAL_SECONDS))},
-}
+CELERY_BEAT_SCHEDULE["monitoring.checks_run"] = beat_every("monitoring.checks_run", FARO_MONITOR_INTERVAL_SECONDS)
 
 # -- Audit anchoring (apps.governance) ------------------------------------------------------------------------
 # Every FARO_AUDIT_ANCHOR_SECONDS beat anchors the audit chain's head outside the database: an INFO log line,
@@ -306,11 +293,7 @@ CELERY_BEAT_SCHEDULE["monitoring.checks_run"] = {
 # database's owner cannot rewrite). `manage.py audit_verify --anchors FILE` checks the chain against that file.
 FARO_AUDIT_ANCHOR_SECONDS = env_float("FARO_AUDIT_ANCHOR_SECONDS", 3600.0, minimum=60.0)
 FARO_AUDIT_ANCHOR_FILE = env_str("FARO_AUDIT_ANCHOR_FILE", "")
-CELERY_BEAT_SCHEDULE["governance.audit_anchor"] = {
-    "task": "governance.audit_anchor",
-    "schedule": timedelta(seconds=FARO_AUDIT_ANCHOR_SECONDS),
-    "options": {"expire_seconds": max(1, round(FARO_AUDIT_ANCHOR_SECONDS))},
-}
+CELERY_BEAT_SCHEDULE["governance.audit_anchor"] = beat_every("governance.audit_anchor", FARO_AUDIT_ANCHOR_SECONDS)
 # -- end of audit anchoring -----------------------------------------------------------------------------------
 
 # Who is e-mailed when an alert opens (besides the model's owner), and how mail leaves.
@@ -416,9 +399,7 @@ FARO_TRUSTED_PROXY_COUNT = env_int("FARO_TRUSTED_PROXY_COUNT", 0, minimum=0)
 # usual time to complain; an operator under a longer duty to keep decisions sets it, and the README says so.
 FARO_DECISION_LOG_RETENTION_DAYS = env_int("FARO_DECISION_LOG_RETENTION_DAYS", 730, minimum=0)
 FARO_RETENTION_INTERVAL_SECONDS = env_float("FARO_RETENTION_INTERVAL_SECONDS", 86400.0, minimum=60.0)
-CELERY_BEAT_SCHEDULE["predictions.retention_purge"] = {
-    "task": "predictions.retention_purge",
-    "schedule": timedelta(seconds=FARO_RETENTION_INTERVAL_SECONDS),
-    "options": {"expire_seconds": max(1, round(FARO_RETENTION_INTERVAL_SECONDS))},
-}
+CELERY_BEAT_SCHEDULE["predictions.retention_purge"] = beat_every(
+    "predictions.retention_purge", FARO_RETENTION_INTERVAL_SECONDS
+)
 # -- end of retention -----------------------------------------------------------------------------------------
