@@ -117,6 +117,10 @@ class DatasetVersion(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     purged_at = models.DateTimeField(null=True, blank=True, help_text="When its rows were removed from storage.")
     purge_reason = models.CharField(max_length=200, blank=True, help_text='Why, e.g. "365-day retention".')
+    erased_rows = models.PositiveBigIntegerField(
+        default=0, help_text="Rows removed by data-subject erasures (the file was rewritten without them)."
+    )
+    erased_at = models.DateTimeField(null=True, blank=True, help_text="When an erasure last rewrote the file.")
 
     class Meta:
         ordering = ["dataset", "-number"]
@@ -138,6 +142,23 @@ class DatasetVersion(models.Model):
             f"Dataset version {self.number} of {self.dataset.name} was purged on {self.purged_at:%Y-%m-%d} "
             f"under its {self.purge_reason or 'retention'}."
         )
+
+
+class DatasetVersionRewrite(models.Model):
+    """A version's file rewritten without a data subject's rows: which row positions of the file `before` went, so
+    that row numbers recorded against the old file (a model version's holdout) can be carried to the new one."""
+
+    version = models.ForeignKey(DatasetVersion, on_delete=models.CASCADE, related_name="rewrites")
+    before = models.CharField(max_length=64, db_index=True)
+    after = models.CharField(max_length=64)
+    positions = models.JSONField(help_text="0-based row numbers removed from the file `before`, ascending.")
+    at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["version", "at"]
+
+    def __str__(self) -> str:
+        return f"{self.version}: {len(self.positions)} row(s) erased"
 
 
 class DatasetCheck(models.Model):

@@ -93,3 +93,22 @@ def ingest_job_get(*, job_id: int) -> IngestJob:
     if job is None:
         raise NotFound(f"No ingest job {job_id}.")
     return job
+
+
+def rows_carried(*, version: DatasetVersion, sha256: str, rows: Any) -> Any:
+    """Row numbers of the file `sha256` of `version`, carried through the erasures that rewrote it since to the
+    current file: erased rows are dropped, later ones move up. Raises NotFound if the file is not in its history."""
+    import numpy as np
+
+    rows = np.asarray(rows, dtype=np.int64)
+    current = sha256
+    rewrites = {rewrite.before: rewrite for rewrite in version.rewrites.all()}
+    while current != version.sha256:
+        rewrite = rewrites.get(current)
+        if rewrite is None:
+            raise NotFound(f"{version} never had the file {current[:12]}…; its row numbers cannot be carried over.")
+        removed = np.asarray(rewrite.positions, dtype=np.int64)
+        rows = rows[~np.isin(rows, removed)]
+        rows = rows - np.searchsorted(removed, rows)
+        current = rewrite.after
+    return rows

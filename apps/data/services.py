@@ -396,49 +396,71 @@ def dataset_version_ingest(
         "checks": [asdict(item) for item in results],
         "source": {"format": result.source_format, **result.details},
     }
-    with transaction.atomic():
-        locked = Dataset.objects.select_for_update().get(pk=dataset.pk)
-        number = (locked.versions.aggregate(latest=Max("number"))["latest"] or 0) + 1
-        version = DatasetVersion.objects.create(
-            dataset=locked,
-            number=number,
-            parent=parent,
-            mode=options.get("mode", DatasetVersion.Mode.REPLACE),
-            source_format=result.source_format,
-            file_path=relative,
-            sha256=digest,
-            original_name=original_name[:255],
-            original_sha256=original_sha256,
-            row_count=result.row_count,
-            schema=result.schema,
-            statistics=statistics,
-            validation=validation,
-            created_by=acting_user(actor),
-        )
-        if job is not None:
-            finished = IngestJob.objects.filter(pk=job.pk, status=IngestJob.Status.RUNNING).update(
-                status=IngestJob.Status.SUCCEEDED,
-                progress=1.0,
-                finished_at=timezone.now(),
-                dataset_version=version,
-                staged_path="",
+    try:
+        with transaction.atomic():
+            locked = Dataset.objects.select_for_update().get(pk=dataset.pk)
+            if (
+                append
+                and DatasetVersion.objects.filter(pk=parent.pk).values_list("sha256", flat=True)[0] != parent.sha256
+            ):
+                raise _ParentRewritten
+            number = (locked.versions.aggregate(latest=Max("number"))["latest"] or 0) + 1
+            version = DatasetVersion.objects.create(
+                dataset=locked,
+                number=number,
+                parent=parent,
+                mode=options.get("mode", DatasetVersion.Mode.REPLACE),
+                source_format=result.source_format,
+                file_path=relative,
+                sha256=digest,
+                original_name=original_name[:255],
+                original_sha256=original_sha256,
+                row_count=result.row_count,
+                schema=result.schema,
+                statistics=statistics,
+                validation=validation,
+                created_by=acting_user(actor),
             )
-            if not finished:
-                raise Conflict(f"Ingest job {job.pk} was finished elsewhere; version not recorded.")
-        audit_record(
-            actor=actor,
-            action="dataset_version.created",
-            target=version,
-            data={
-                "dataset": dataset.name,
-                "number": number,
-                "sha256": digest,
-                "rows": result.row_count,
-                "parent": parent.number if parent else None,
-                "mode": version.mode,
-            },
-        )
+            if job is not None:
+                finished = IngestJob.objects.filter(pk=job.pk, status=IngestJob.Status.RUNNING).update(
+                    status=IngestJob.Status.SUCCEEDED,
+                    progress=1.0,
+                    finished_at=timezone.now(),
+                    dataset_version=version,
+                    staged_path="",
+                )
+                if not finished:
+                    raise Conflict(f"Ingest job {job.pk} was finished elsewhere; version not recorded.")
+            audit_record(
+                actor=actor,
+                action="dataset_version.created",
+                target=version,
+                data={
+                    "dataset": dataset.name,
+                    "number": number,
+                    "sha256": digest,
+                    "rows": result.row_count,
+                    "parent": parent.number if parent else None,
+                    "mode": version.mode,
+                },
+            )
+    except _ParentRewritten:
+        # An erasure rewrote the parent while this copied its rows: the copy may hold the erased person's rows.
+        _file_drop_unreferenced(relative)
+        raise Conflict(
+            f"Version {parent.number} of {dataset.name} changed while this upload was appended to it (a data "
+            "subject's rows were erased); upload again to append to it as it is now."
+        ) from None
     return version
+
+
+class _ParentRewritten(Exception):
+    pass
+
+
+def _file_drop_unreferenced(relative: str) -> None:
+    if not DatasetVersion.objects.filter(file_path=relative).exists():
+        artefact_path(relative).unlink(missing_ok=True)
 
 
 def _change_problems(changes: dict[str, Any]) -> list[dict[str, Any]]:

@@ -117,3 +117,131 @@ class ReviewRequest(models.Model):
     @property
     def is_decided(self) -> bool:
         return self.status in self.DECIDED
+
+
+class DataSubjectRequest(models.Model):
+    """A person's request under GDPR Arts. 15-22, from receipt to its answer, within the legal deadline.
+
+    The subject is named by the subject key of the datasets (`subject_id`) and, always, by its keyed digest
+    (`subject_digest`): once an erasure is carried out the raw key and the contact details are cleared and only the
+    digest stays, which is what the erasure journal and `gdpr_replay` use. The due date is one month after receipt,
+    extendable once by up to two further months with a recorded reason (Art. 12(3)). The person follows the request
+    on a private link; only its SHA-256 is stored. (Human review of one decision, Art. 22(3), is asked for from the
+    decision itself and handled as a `ReviewRequest`.)
+    """
+
+    class Kind(models.TextChoices):
+        ACCESS = "access", "Access and portable copy (Arts. 15, 20)"
+        ERASURE = "erasure", "Erasure (Art. 17)"
+        RESTRICTION = "restriction", "Restriction of processing (Art. 18)"
+        OBJECTION = "objection", "Objection to automated decisions (Art. 21)"
+
+    class Status(models.TextChoices):
+        RECEIVED = "received", "Received: identity to verify"
+        VERIFIED = "verified", "Identity verified: to carry out"
+        IN_PROGRESS = "in_progress", "Being carried out"
+        COMPLETED = "completed", "Completed"
+        REFUSED = "refused", "Refused"
+
+    OPEN = (Status.RECEIVED, Status.VERIFIED, Status.IN_PROGRESS)
+
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    subject_id = models.CharField(max_length=200, blank=True, help_text="The subject key; cleared after an erasure.")
+    subject_digest = models.CharField(max_length=64, db_index=True, editable=False)
+    contact = models.CharField(max_length=200, blank=True, help_text="How to answer the person; cleared when closed.")
+    details = models.TextField(blank=True, help_text="What the person wrote.")
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.RECEIVED, db_index=True)
+    received_at = models.DateTimeField()
+    due_at = models.DateTimeField(help_text="One month after receipt, unless extended.")
+    extended_at = models.DateTimeField(null=True, blank=True)
+    extension_reason = models.TextField(blank=True)
+    verified_at = models.DateTimeField(null=True, blank=True)
+    verification = models.CharField(max_length=200, blank=True, help_text="How the person's identity was checked.")
+    handler = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="subject_requests"
+    )
+    started_at = models.DateTimeField(null=True, blank=True)
+    lease_expires_at = models.DateTimeField(
+        null=True, blank=True, help_text="An erasure whose runner stops renewing this is resumed by another."
+    )
+    completed_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.TextField(blank=True, help_text="The answer given to the person (or why it was refused).")
+    receipt = models.JSONField(default=dict, blank=True, help_text="What was done, store by store.")
+    link_digest = models.CharField(max_length=64, unique=True, null=True, blank=True, editable=False)
+    created_by = models.CharField(max_length=100, blank=True, help_text="user:N, or 'subject' for the page.")
+
+    class Meta:
+        ordering = ["due_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["kind", "subject_digest"],
+                condition=models.Q(status__in=["received", "verified", "in_progress"]),
+                name="one_open_request_per_kind_and_subject",
+            )
+        ]
+        permissions = [("handle_subjectrequest", "Can verify, carry out and close data-subject requests")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} request {self.pk} ({self.status})"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in self.OPEN
+
+    @property
+    def subject_ref(self) -> str:
+        return f"subject:{self.subject_digest[:16]}"
+
+
+class ErasureStep(models.Model):
+    """One store-and-target of an erasure, in the ledger: done steps are never run again, so an interrupted erasure
+    resumes where it stopped; `gdpr_replay` runs every store again for the request's digest after a restore."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        DONE = "done", "Done"
+
+    request = models.ForeignKey(DataSubjectRequest, on_delete=models.PROTECT, related_name="erasure_steps")
+    store = models.CharField(max_length=60)
+    target = models.CharField(max_length=100)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
+    state = models.JSONField(default=dict, blank=True, help_text="Progress a step saved with its change.")
+    count = models.PositiveBigIntegerField(default=0)
+    before = models.CharField(max_length=64, blank=True)
+    after = models.CharField(max_length=64, blank=True)
+    detail = models.JSONField(default=dict, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["request", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["request", "store", "target"], name="one_erasure_step_per_target")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.store}:{self.target} ({self.status})"
+
+
+class SubjectRestriction(models.Model):
+    """Decisions about this subject are refused while it is in force: a restriction (Art. 18) or an upheld
+    objection (Art. 21). Held by digest only."""
+
+    subject_digest = models.CharField(max_length=64)
+    request = models.ForeignKey(DataSubjectRequest, on_delete=models.PROTECT, related_name="restrictions")
+    reason = models.CharField(max_length=12, choices=DataSubjectRequest.Kind.choices)
+    since = models.DateTimeField()
+    lifted_at = models.DateTimeField(null=True, blank=True)
+    lift_reason = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-since"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["subject_digest"], condition=models.Q(lifted_at=None), name="one_restriction_in_force"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.reason} of subject:{self.subject_digest[:16]}"

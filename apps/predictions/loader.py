@@ -16,10 +16,12 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 
+from apps.core.errors import Unavailable
 from apps.features.pipeline import FittedPipeline
 from apps.features.transforms import FeaturePipeline
 from apps.predictions.minimise import explanation_minimiser, minimiser
-from apps.registry.models import ModelVersion
+from apps.registry.erasure import blocked_message
+from apps.registry.models import ErasurePolicy, ModelVersion
 from apps.registry.scoring import (
     BoosterScorer,
     OnnxServingScorer,
@@ -163,7 +165,8 @@ class ModelCache:
 
     def __init__(self) -> None:
         self._models: OrderedDict[tuple[int, str], LoadedModel] = OrderedDict()
-        self._refs: dict[tuple[str, str], tuple[float, int, str]] = {}
+        # (model, ref) -> (valid until, version pk, artefact sha256, why it may not serve or "")
+        self._refs: dict[tuple[str, str], tuple[float, int, str, str]] = {}
         self._lock = threading.Lock()
 
     def clear(self) -> None:
@@ -191,6 +194,8 @@ class ModelCache:
         now = time.monotonic()
         cached = self._refs.get(key)
         if cached is not None and cached[0] > now:
+            if cached[3]:
+                raise Unavailable(cached[3])
             with self._lock:
                 loaded = self._models.get((cached[1], cached[2]))
             if loaded is not None:
@@ -203,11 +208,17 @@ class ModelCache:
                 if version is not None
                 else ModelVersion.objects.filter(registered_model__name=model_name, aliases__name=ref[1])
             )
-            .values_list("pk", "artefact_sha256")
+            .values_list("pk", "artefact_sha256", "version", "erased_data_at", "registered_model__erasure_policy")
             .first()
         )
         loaded = None
         if current is not None:
+            pk, sha, number, erased_data_at, policy = current
+            current = (pk, sha)
+            if erased_data_at is not None and policy == ErasurePolicy.BLOCK:
+                message = blocked_message(model_name=model_name, version=number)
+                self._refs[key] = (now + settings.FARO_ALIAS_TTL_SECONDS, pk, sha, message)
+                raise Unavailable(message)
             with self._lock:
                 loaded = self._models.get(current)
                 if loaded is not None:
@@ -219,7 +230,7 @@ class ModelCache:
                 else model_version_for_alias(model_name=model_name, alias=ref[1])
             )
             loaded = self.load(found)
-        self._refs[key] = (now + settings.FARO_ALIAS_TTL_SECONDS, loaded.version_id, loaded.sha256)
+        self._refs[key] = (now + settings.FARO_ALIAS_TTL_SECONDS, loaded.version_id, loaded.sha256, "")
         return loaded
 
 

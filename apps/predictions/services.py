@@ -17,6 +17,7 @@ from apps.core.errors import Conflict, FaroError, InvalidInput, NotFound, Payloa
 from apps.data.models import Dataset
 from apps.events.services import event_emit
 from apps.features.online import store_for_settings
+from apps.governance.restrictions import restriction_cache
 from apps.governance.services import actor_ref, audit_record
 from apps.predictions.decision_log import Decision, decisions_write
 from apps.predictions.loader import LoadedModel, model_cache
@@ -102,6 +103,16 @@ def prediction_make(
     if problems:
         PREDICTION_REQUESTS.labels(model=loaded.model_name, status="invalid").inc()
         raise InvalidInput(f"{len(problems)} problem(s) with the inputs.", extra={"errors": problems})
+    subject_key = loaded.pipeline.subject_key
+    subject_ids = [str(row.get(subject_key, "")) if subject_key else "" for row in rows]
+    restricted = restriction_cache.restricted_rows(subject_ids)
+    if restricted:
+        PREDICTION_REQUESTS.labels(model=loaded.model_name, status="restricted").inc()
+        raise Conflict(
+            "No automated decision may be made about this person: a restriction or objection is in force "
+            "(GDPR Arts. 18, 21). Nothing was scored or logged.",
+            extra={"errors": [{"row": index, "field": subject_key, "message": "restricted"} for index in restricted]},
+        )
     validated = time.perf_counter()
     try:
         matrix = loaded.pipeline.transform_rows(rows)
@@ -121,8 +132,6 @@ def prediction_make(
         explanations = loaded.explain(matrix, outputs, rows) if explain else None
     predicted = time.perf_counter()
     request_id = request_id or uuid.uuid4()
-    subject_key = loaded.pipeline.subject_key
-    subject_ids = [str(row.get(subject_key, "")) if subject_key else "" for row in rows]
     latency_ms = round((predicted - started) * 1000, 3)
     decisions = []
     for index, (row, output, subject_id) in enumerate(zip(rows, outputs, subject_ids, strict=True)):

@@ -20,6 +20,12 @@ alias_validator = RegexValidator(
 )
 
 
+class ErasurePolicy(models.TextChoices):
+    ALLOW = "allow", "Allow until the next retrain: keep serving, flagged"
+    RETRAIN = "retrain", "Retrain: queue a training job on the data without the erased rows"
+    BLOCK = "block", "Block: refuse to serve a flagged version"
+
+
 class RegisteredModel(models.Model):
     """A named model whose versions are trained, compared and released under aliases.
 
@@ -62,6 +68,12 @@ class RegisteredModel(models.Model):
         default=dict,
         blank=True,
         help_text="disparate_impact_min (0.8), statistical_parity_max (0.1), equal_opportunity_max (0.1).",
+    )
+    erasure_policy = models.CharField(
+        max_length=8,
+        choices=ErasurePolicy.choices,
+        default=ErasurePolicy.ALLOW,
+        help_text="What happens when a data subject is erased from the data a version was trained on.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -127,6 +139,11 @@ class ModelVersion(models.Model):
     )
     decided_at = models.DateTimeField(null=True, blank=True)
     decision_note = models.TextField(blank=True)
+    erased_data_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Since when rows it was trained on have been erased at a data subject's request.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -12,11 +12,11 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from apps.core.artefacts import artefact_read_bytes, artefact_write_bytes
+from apps.core.artefacts import ArtefactCorrupted, artefact_read_bytes, artefact_write_bytes
 from apps.core.errors import Conflict, FaroError, InvalidInput, NotFound
 from apps.core.jobs import job_start, jobs_reap_and_requeue
 from apps.data.models import ColumnTag, DatasetVersion
-from apps.data.selectors import dataset_version_table
+from apps.data.selectors import dataset_version_table, rows_carried
 from apps.events.services import event_emit
 from apps.features.models import FeatureSetVersion
 from apps.features.pipeline import validate_definition
@@ -322,7 +322,7 @@ def training_job_run(*, job_id: int) -> ModelVersion | None:
         lease.renew(force=True)
 
     try:
-        table = dataset_version_table(version=job.dataset_version)
+        table = _training_table(job)
         protected = {}
         for column in _protected_columns(job.dataset_version):
             values = table.column(column).to_pylist()
@@ -373,6 +373,9 @@ def training_job_run(*, job_id: int) -> ModelVersion | None:
     outputs = _outputs(result.task_type, result.labels)
     with transaction.atomic():
         registered, number = _next_version(job.registered_model_id)
+        # An erasure that rewrote the data while this trained: the version learnt from rows that are gone.
+        current = DatasetVersion.objects.filter(pk=job.dataset_version_id).values_list("sha256", flat=True).first()
+        erased_data_at = timezone.now() if current != job.dataset_version.sha256 else None
         version = ModelVersion.objects.create(
             registered_model=registered,
             version=number,
@@ -396,6 +399,7 @@ def training_job_run(*, job_id: int) -> ModelVersion | None:
             lineage=lineage.lineage_for(job, result),
             holdout_path=holdout_path,
             holdout_sha256=holdout_digest,
+            erased_data_at=erased_data_at,
             created_by=job.created_by,
             maker=job.requested_by,
         )
@@ -427,6 +431,16 @@ def training_job_run(*, job_id: int) -> ModelVersion | None:
     return version
 
 
+def _training_table(job: TrainingJob) -> Any:
+    """The job's rows. An erasure may rewrite the version between loading the job and reading its file (the old
+    file is then gone): the version is read again, once."""
+    try:
+        return dataset_version_table(version=job.dataset_version)
+    except ArtefactCorrupted:
+        job.dataset_version.refresh_from_db()
+        return dataset_version_table(version=job.dataset_version)
+
+
 def _outputs(task_type: str, labels: list[Any]) -> dict[str, Any]:
     """The signature's outputs: a label and its probabilities, or a number."""
     if task_type == CLASSIFICATION:
@@ -451,7 +465,11 @@ def model_version_holdout_rows(version: ModelVersion) -> np.ndarray:
     if not version.holdout_path:
         raise NotFound(f"{version} has no recorded holdout.")
     data = artefact_read_bytes(version.holdout_path, version.holdout_sha256)
-    return np.load(io.BytesIO(data), allow_pickle=False)
+    rows = np.load(io.BytesIO(data), allow_pickle=False)
+    trained_on = (version.lineage or {}).get("dataset", {}).get("sha256")
+    if trained_on and trained_on != version.dataset_version.sha256:  # erasures rewrote the file since
+        rows = rows_carried(version=version.dataset_version, sha256=trained_on, rows=rows)
+    return rows
 
 
 # -- release: gates, approval, aliases --------------------------------------------------------------------

@@ -294,7 +294,13 @@ CELERY_BEAT_SCHEDULE["monitoring.checks_run"] = beat_every("monitoring.checks_ru
 FARO_AUDIT_ANCHOR_SECONDS = env_float("FARO_AUDIT_ANCHOR_SECONDS", 3600.0, minimum=60.0)
 FARO_AUDIT_ANCHOR_FILE = env_str("FARO_AUDIT_ANCHOR_FILE", "")
 CELERY_BEAT_SCHEDULE["governance.audit_anchor"] = beat_every("governance.audit_anchor", FARO_AUDIT_ANCHOR_SECONDS)
-# -- end of audit anchoring -----------------------------------------------------------------------------------
+# -- Data-subject requests (apps.governance.privacy) --
+# Each completed erasure appends its subject's digest (never the key) to FARO_ERASURE_JOURNAL: keep it where a
+# database restore does not roll it back, so `manage.py gdpr_replay` can erase those subjects again. Empty: a file
+# under the artefact root. Erasures left in progress by a stopped worker are resumed by beat.
+FARO_ERASURE_JOURNAL = env_str("FARO_ERASURE_JOURNAL", "")
+CELERY_BEAT_SCHEDULE["governance.erasures_resume"] = beat_every("governance.erasures_resume", FARO_JOB_LEASE_SECONDS)
+# -- end of audit anchoring and data-subject requests ---------------------------------------------------------------
 
 # Who is e-mailed when an alert opens (besides the model's owner), and how mail leaves.
 FARO_ALERT_EMAILS = env_list("FARO_ALERT_EMAILS", [])
