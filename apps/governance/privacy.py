@@ -121,9 +121,9 @@ def subject_request_create(
         existing = DataSubjectRequest.objects.filter(
             kind=kind, subject_digest=subject.digest, status__in=DataSubjectRequest.OPEN
         ).first()
-        number = f" (request {existing.pk}, due {existing.due_at:%Y-%m-%d})" if existing else ""
+        number = f": request {existing.pk}, due {existing.due_at:%Y-%m-%d}" if existing else ""
         raise Conflict(
-            f"A {Kind(kind).label.lower()} request for this person is already open{number}.",
+            f"This person already has an open request of this kind ({Kind(kind).label}){number}.",
             extra={"request": existing.pk if existing else None},
         ) from None
     return request, token
@@ -277,8 +277,10 @@ def subject_data_counts(subject: Subject) -> dict[str, int]:
 def subject_export_bundle(request: DataSubjectRequest) -> bytes:
     """A ZIP with everything held on the subject: `data.json` (every store's rows) and one CSV per store (Arts. 15,
     20), built when asked for so no copy of it is kept."""
-    if request.kind != Kind.ACCESS or request.status != Status.COMPLETED or not request.subject_id:
+    if request.kind != Kind.ACCESS or request.status != Status.COMPLETED:
         raise Conflict(f"Request {request.pk} is not a completed access request.")
+    if not request.subject_id:
+        raise Conflict(f"The person of request {request.pk} has since been erased: there is nothing to download.")
     subject = Subject(digest=request.subject_digest, value=request.subject_id)
     stores = {handler.store: (handler.label, handler.export(subject)) for handler in personal_data.handlers()}
     document = {

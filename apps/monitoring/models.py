@@ -101,6 +101,7 @@ class Alert(models.Model):
         QUALITY = "quality", "Live quality"
         SLO = "slo", "SLO"
         JOB = "job", "Failing job"
+        PRIVACY = "privacy", "Data-subject request"
 
     class Severity(models.TextChoices):
         WARNING = "warning", "Warning"

@@ -18,7 +18,7 @@ from apps.core.errors import FaroError, InvalidInput
 from apps.data.selectors import dataset_version_table
 from apps.governance.services import actor_ref, audit_record
 from apps.monitoring import quality
-from apps.monitoring.alerts import alert_raise, alert_resolve_key
+from apps.monitoring.alerts import UNRESOLVED, alert_raise, alert_resolve_key
 from apps.monitoring.drift import CATEGORICAL, INSUFFICIENT_DATA, NUMERIC, feature_drifts, model_verdict
 from apps.monitoring.models import Alert, DriftReport, QualityReport, SloReport
 from apps.monitoring.selectors import served_versions
@@ -681,6 +681,56 @@ def failed_job_alerts(*, now: datetime | None = None) -> int:
     return opened
 
 
+SUBJECT_REQUEST_DUE_SOON = timedelta(days=7)
+
+
+def subject_request_alerts(*, now: datetime | None = None) -> int:
+    """Data-subject requests against their legal deadline: a warning a week before an open request is due, a
+    critical alert once it is overdue, a warning while an erasure is stopped by a failing store; each resolved
+    when the request closes (or the erasure moves on). Returns how many were opened."""
+    from apps.governance.models import DataSubjectRequest, ErasureStep
+
+    now = now or timezone.now()
+    opened = 0
+    open_requests = DataSubjectRequest.objects.filter(status__in=DataSubjectRequest.OPEN).order_by("due_at")
+    wanted: set[str] = set()
+    for request in open_requests.filter(due_at__lt=now + SUBJECT_REQUEST_DUE_SOON):
+        overdue = request.due_at <= now
+        key = f"dsr:{request.pk}:{'overdue' if overdue else 'due-soon'}"
+        wanted.add(key)
+        when = f"{request.due_at:%Y-%m-%d %H:%M} UTC"
+        _, created = alert_raise(
+            key=key,
+            kind=Alert.Kind.PRIVACY,
+            severity=Alert.Severity.CRITICAL if overdue else Alert.Severity.WARNING,
+            title=f"{request.get_kind_display()} request {request.pk} {'is overdue' if overdue else 'is due soon'}",
+            detail=f"It was due {when}." if overdue else f"It is due {when}; status: {request.get_status_display()}.",
+            data={"request": request.pk, "due_at": request.due_at.isoformat()},
+        )
+        opened += int(created)
+    stopped = ErasureStep.objects.filter(
+        request__status=DataSubjectRequest.Status.IN_PROGRESS,
+        status=ErasureStep.Status.PENDING,
+        detail__has_key="error",
+    ).select_related("request")
+    for step in stopped:
+        key = f"dsr:{step.request_id}:erasure-stopped"
+        wanted.add(key)
+        _, created = alert_raise(
+            key=key,
+            kind=Alert.Kind.PRIVACY,
+            severity=Alert.Severity.WARNING,
+            title=f"Erasure request {step.request_id} is stopped at {step.store}",
+            detail=f"{step.detail['error']} It is retried until the store is repaired.",
+            data={"request": step.request_id, "store": step.store, "target": step.target},
+        )
+        opened += int(created)
+    for key in Alert.objects.filter(key__startswith="dsr:", status__in=UNRESOLVED).values_list("key", flat=True):
+        if key not in wanted:
+            alert_resolve_key(key=key, reason="The request moved on or was closed.")
+    return opened
+
+
 def checks_run(*, now: datetime | None = None) -> None:
     """The scheduled checks: the live quality of every champion and running canary, every model's SLOs,
     failed jobs."""
@@ -695,3 +745,4 @@ def checks_run(*, now: datetime | None = None) -> None:
     for model in RegisteredModel.objects.all():
         slo_report_run(registered_model=model, days=settings.FARO_SLO_WINDOW_DAYS, now=now)
     failed_job_alerts(now=now)
+    subject_request_alerts(now=now)

@@ -5,7 +5,7 @@ from typing import Any
 
 from apps.core.charts import fmt_number
 from apps.data.models import ColumnTag
-from apps.registry.models import ModelVersion
+from apps.registry.models import ErasurePolicy, ModelVersion
 from apps.registry.training import CLASSIFICATION, REGRESSION
 
 CARD_TOP_FEATURES = 5
@@ -210,7 +210,16 @@ def _limitations(version: ModelVersion, fairness: list[dict[str, Any]]) -> dict[
                     f"its answers outside this range are less certain.",
                 }
             )
+    erased = None
+    if version.erased_data_at is not None:
+        policy = version.registered_model.erasure_policy
+        erased = {
+            "since": version.erased_data_at,
+            "policy": version.registered_model.get_erasure_policy_display(),
+            "blocked": policy == ErasurePolicy.BLOCK,
+        }
     return {
+        "erased": erased,
         "not_used": [column for column in sensitive if column not in used],
         "used": [column for column in sensitive if column in used],
         "fairness_failures": [item for item in fairness if not item["passed"]],

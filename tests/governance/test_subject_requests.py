@@ -19,7 +19,7 @@ from apps.data.selectors import dataset_version_table
 from apps.governance import privacy
 from apps.governance.models import AuditEvent, DataSubjectRequest, ErasureStep, SubjectRestriction
 from apps.predictions.services import prediction_make
-from apps.registry.models import ErasurePolicy, TrainingJob
+from apps.registry.models import ErasurePolicy, ModelVersion, TrainingJob
 from apps.registry.services import model_version_holdout_rows
 from tests.conftest import release, train_version, valid_row
 
@@ -94,8 +94,8 @@ def test_bad_and_duplicate_requests_are_refused_and_change_nothing(db):
     with pytest.raises(Conflict) as duplicate:
         received("erasure")
     assert duplicate.value.message == (
-        f"A erasure (art. 17) request for this person is already open (request {first.pk}, due "
-        f"{first.due_at:%Y-%m-%d})."
+        f"This person already has an open request of this kind (Erasure (Art. 17)): request {first.pk}, due "
+        f"{first.due_at:%Y-%m-%d}."
     )
     assert DataSubjectRequest.objects.count() == 1
     assert received("access").kind == "access"  # another kind is a separate request
@@ -291,3 +291,70 @@ def test_overdue_open_requests_are_listed(db):
     late = received("access", received_at=datetime.now(UTC) - timedelta(days=40))
     received("erasure")
     assert [request.pk for request in privacy.open_requests_due()] == [late.pk]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_erasure_racing_a_training_job_leaves_no_unflagged_model_on_erased_rows(registered_model, dataset_version):
+    import threading
+
+    from apps.registry.services import training_job_run
+    from tests.conftest import SMALL_PARAMS
+
+    dpo_user = get_user_model().objects.create_user("dpo-race", password="pw", is_staff=True)
+    dpo_user.user_permissions.add(Permission.objects.get(codename="handle_subjectrequest"))
+    dpo_user = get_user_model().objects.get(pk=dpo_user.pk)
+    job = TrainingJob.objects.create(
+        registered_model=registered_model,
+        dataset_version=dataset_version,
+        params={**SMALL_PARAMS, "n_estimators": 300, "early_stopping_rounds": 300},
+    )
+    trainer = threading.Thread(target=training_job_run, kwargs={"job_id": job.pk})
+    trainer.start()
+    try:
+        carried_out("erasure", dpo_user)
+    finally:
+        trainer.join(timeout=120)
+    assert not trainer.is_alive()
+    job.refresh_from_db()
+    assert job.status == "succeeded", job.error
+    version = ModelVersion.objects.get(pk=job.model_version_id)
+    current = DatasetVersion.objects.get(pk=dataset_version.pk)
+    assert subject_rows(current) == 0
+    trained_on_old_rows = version.lineage["dataset"]["sha256"] != current.sha256
+    assert (version.erased_data_at is not None) == trained_on_old_rows
+    assert len(model_version_holdout_rows(version)) > 0
+
+
+def test_deadlines_raise_and_resolve_privacy_alerts(db, dpo):
+    from apps.monitoring.models import Alert
+    from apps.monitoring.services import subject_request_alerts
+
+    now = datetime.now(UTC)
+    soon = received("access", received_at=now - timedelta(days=26))
+    late = received("erasure", received_at=now - timedelta(days=40))
+    received("restriction")  # due in a month: nothing yet
+    assert subject_request_alerts(now=now) == 2
+    alerts = {alert.key: alert for alert in Alert.objects.all()}
+    assert set(alerts) == {f"dsr:{soon.pk}:due-soon", f"dsr:{late.pk}:overdue"}
+    assert (alerts[f"dsr:{late.pk}:overdue"].severity, alerts[f"dsr:{soon.pk}:due-soon"].severity) == (
+        "critical",
+        "warning",
+    )
+    assert alerts[f"dsr:{late.pk}:overdue"].title == f"Erasure (Art. 17) request {late.pk} is overdue"
+    assert subject_request_alerts(now=now) == 0  # a repeat opens nothing new
+    privacy.subject_request_refuse(request=late, actor=dpo, reason="Identity could not be established")
+    subject_request_alerts(now=now)
+    assert Alert.objects.get(key=f"dsr:{late.pk}:overdue").status == "resolved"
+    assert Alert.objects.get(key=f"dsr:{soon.pk}:due-soon").status == "open"
+
+
+def test_the_model_card_says_when_training_rows_were_erased(registered_model, dataset_version, dpo, client):
+    version = release(train_version(registered_model, dataset_version))
+    carried_out("erasure", dpo)
+    admin = get_user_model().objects.create_superuser("card-reader", password="pw")
+    client.force_login(admin)
+    page = client.get(f"/models/loan-risk/versions/{version.version}/card/")
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert "Rows it was trained on have been erased at data subjects' requests since" in text
+    assert "the model's policy: Allow until the next retrain: keep serving, flagged." in text
