@@ -5,12 +5,14 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.core.cache import caches
 from django.core.cache.backends.redis import RedisCache
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
 from apps.data.services import dataset_create, dataset_version_create_from_upload
+from apps.governance.roles import DATA_SCIENTIST, PRODUCT_MANAGER
 from apps.governance.services import token_create
 from apps.governance.throttling import budgets
 from apps.predictions.loader import model_cache
@@ -110,10 +112,20 @@ def registered_model(db):
     return registered_model_create(name="loan-risk", task_type="classification", favourable_label="yes")
 
 
+def join_persona(user, persona: str):
+    """Put `user` in a persona's group (created with its permissions by `migrate`, see apps.governance.roles)."""
+    user.groups.add(Group.objects.get(name=persona))
+    return user
+
+
 def release(version: ModelVersion, alias: str = "champion") -> ModelVersion:
     """Approve `version` as a checker who did not train it (if it is pending), then promote it to `alias`."""
     if version.status == ModelVersion.Status.PENDING:
-        checker, _ = get_user_model().objects.get_or_create(username="release-checker", defaults={"is_staff": True})
+        checker, created = get_user_model().objects.get_or_create(
+            username="release-checker", defaults={"is_staff": True}
+        )
+        if created:
+            join_persona(checker, PRODUCT_MANAGER)
         version = model_version_approve(version=version, actor=checker)
     model_version_promote(version=version, alias=alias)
     version.refresh_from_db()
@@ -129,8 +141,8 @@ def champion(registered_model, dataset_version) -> ModelVersion:
 def users(db):
     User = get_user_model()
     return {
-        "ds": User.objects.create_user("ds", password="pw", is_staff=True),
-        "pm": User.objects.create_user("pm", password="pw", is_staff=True),
+        "ds": join_persona(User.objects.create_user("ds", password="pw", is_staff=True), DATA_SCIENTIST),
+        "pm": join_persona(User.objects.create_user("pm", password="pw", is_staff=True), PRODUCT_MANAGER),
         "end_user": User.objects.create_user("enduser", password="pw"),
         "outsider": User.objects.create_user("outsider", password="pw"),
     }

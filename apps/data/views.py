@@ -10,6 +10,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
+from django.core.exceptions import PermissionDenied
 from django.http import FileResponse, Http404, JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -133,8 +134,16 @@ def _column_report(index: int, column: dict[str, Any], stats: dict[str, Any]) ->
 # -- datasets ------------------------------------------------------------------------------------------
 
 
+def _require(request, permission: str) -> None:
+    """A page's change needs the console's permission for the same change (403 otherwise); reading needs staff."""
+    if not request.user.has_perm(permission):
+        raise PermissionDenied
+
+
 @staff_member_required
 def dataset_list(request):
+    if request.method == "POST":
+        _require(request, "data.add_dataset")
     form = DatasetCreateForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
@@ -191,6 +200,7 @@ def dataset_detail(request, name: str):
     dataset = _dataset_or_404(name)
     if request.method != "POST":
         return _detail_page(request, dataset)
+    _require(request, "data.change_dataset")
     form = DatasetEditForm(request.POST)
     if form.is_valid():
         try:
@@ -211,6 +221,10 @@ def dataset_detail(request, name: str):
 def dataset_upload(request, name: str):
     """Queue an upload: 202 with the job's URLs as JSON, or a redirect to the job's page for a plain form."""
     html = _wants_html(request)
+    if not request.user.has_perm("data.add_datasetversion"):
+        if html:
+            raise PermissionDenied
+        return JsonResponse({"message": "You may not upload dataset versions.", "extra": {}}, status=403)
     try:
         dataset = selectors.dataset_get(name=name)
     except NotFound as exc:

@@ -4,6 +4,7 @@ import json
 
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
+from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.shortcuts import redirect, render
 
@@ -23,8 +24,15 @@ def _add_errors(form, exc: FaroError) -> None:
         form.add_error(None, exc.message)
 
 
+def _require(request, permission: str) -> None:
+    """A page's change needs the console's permission for the same change (403 otherwise); reading needs staff."""
+    if request.method == "POST" and not request.user.has_perm(permission):
+        raise PermissionDenied
+
+
 @staff_member_required
 def feature_set_list(request):
+    _require(request, "features.add_featureset")
     form = FeatureSetForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
@@ -51,6 +59,7 @@ def feature_set_detail(request, name: str):
         version = selectors.feature_set_version_get(feature_set=feature_set)
     except FaroError:
         raise Http404(name) from None
+    _require(request, "features.add_featuresetversion")
     form = FeatureSetVersionForm(request.POST or None, initial={"definition": json.dumps(version.definition, indent=2)})
     if request.method == "POST" and form.is_valid():
         try:

@@ -9,3 +9,7 @@ class GovernanceConfig(AppConfig):
         from apps.governance import lockout
 
         lockout.connect()
+
+        from apps.governance import roles  # the persona groups, synced after every migrate
+
+        roles.connect()

@@ -5,6 +5,7 @@ from django.utils.html import format_html
 
 from apps.core.admin import ReadOnlyAdmin
 from apps.core.errors import FaroError
+from apps.governance.roles import may_change_model, model_change_refusal
 from apps.predictions import batch_services, services
 from apps.predictions.models import BatchScoringJob, PredictionRecord, TrafficPolicy
 
@@ -42,10 +43,12 @@ class TrafficPolicyForm(forms.ModelForm):
         self.saved = None
         model_id = self.instance.registered_model_id
         for name in ("canary_version", "shadow_versions"):
-            field = self.fields[name]
+            field = self.fields.get(name)
+            if field is None:  # shown read-only, to someone who may view the policy but not change it
+                continue
             versions = field.queryset.select_related("registered_model").order_by("registered_model__name", "-version")
             field.queryset = versions.filter(registered_model_id=model_id) if model_id else versions
-        if model_id:
+        if model_id and "registered_model" in self.fields:
             self.fields["registered_model"].disabled = True
 
     def validate_unique(self):
@@ -56,6 +59,9 @@ class TrafficPolicyForm(forms.ModelForm):
         if self.errors:
             return data
         registered = data["registered_model"]
+        if not may_change_model(self.actor, registered):  # the owner rule, as in the API
+            self.add_error("registered_model", model_change_refusal(registered))
+            return data
         changes = {name: data.get(name) for name in services.POLICY_FIELDS}
         wrong = [
             str(version)
@@ -96,6 +102,11 @@ class TrafficPolicyAdmin(admin.ModelAdmin):
 
     def save_related(self, request, form, formsets, change):
         """The service set the shadow versions."""
+
+    def has_change_permission(self, request, obj=None):
+        """Another owner's model's policy is shown read-only (the owner rule)."""
+        allowed = super().has_change_permission(request, obj)
+        return allowed and (obj is None or may_change_model(request.user, obj.registered_model))
 
     def has_delete_permission(self, request, obj=None):
         return False  # stop a canary by setting it to none: that is audited
@@ -174,6 +185,9 @@ class BatchScoringJobAdmin(ReadOnlyAdmin):
     actions = ["cancel"]
     add_fields = ["model_version", "dataset_version", "file", "output_format", "explain"]
 
+    def has_cancel_permission(self, request) -> bool:
+        return request.user.has_perm("predictions.change_batchscoringjob")
+
     def has_view_permission(self, request, obj=None):
         return request.user.is_staff
 
@@ -235,7 +249,7 @@ class BatchScoringJobAdmin(ReadOnlyAdmin):
             obj.get_output_format_display(),
         )
 
-    @admin.action(description="Cancel")
+    @admin.action(description="Cancel", permissions=["cancel"])
     def cancel(self, request, queryset):
         for job in queryset:
             try:

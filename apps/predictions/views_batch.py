@@ -5,6 +5,8 @@ the same service as the API and the console."""
 from django import forms
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
+from django.contrib.auth.decorators import permission_required
+from django.core.exceptions import PermissionDenied
 from django.http import FileResponse, Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -62,7 +64,9 @@ def _job_or_404(job_id: int) -> BatchScoringJob:
 
 @staff_member_required
 def batch_list(request):
-    """Recent batch jobs, and the form that starts one."""
+    """Recent batch jobs, and the form that starts one (with the console's permission to add a batch job)."""
+    if request.method == "POST" and not request.user.has_perm("predictions.add_batchscoringjob"):
+        raise PermissionDenied
     initial = {key: request.GET[key] for key in ("model", "version", "dataset") if request.GET.get(key)}
     form = BatchJobForm(request.POST or None, request.FILES or None, initial=initial)
     if request.method == "POST" and form.is_valid():
@@ -110,6 +114,7 @@ def batch_detail(request, job_id: int):
 
 @staff_member_required
 @require_POST
+@permission_required("predictions.change_batchscoringjob", raise_exception=True)
 def batch_cancel(request, job_id: int):
     job = _job_or_404(job_id)
     try:

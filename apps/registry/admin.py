@@ -1,4 +1,6 @@
-"""The product managers' console for the registry. Actions call the same services as the API and pages."""
+"""The product managers' console for the registry. Actions call the same services as the API and pages, under
+the same permissions; changing a model or its releases also follows the owner rule (`may_change_model`): the
+console shows another owner's model read-only and its actions refuse it."""
 
 from django import forms
 from django.contrib import admin, messages
@@ -8,10 +10,21 @@ from django.utils.html import format_html
 
 from apps.core.admin import ReadOnlyAdmin
 from apps.core.errors import FaroError
+from apps.governance.roles import may_change_model, model_change_refusal
 from apps.registry import services
 from apps.registry.models import AliasChange, ModelAlias, ModelVersion, RegisteredModel, TrainingJob
 
 EDITABLE_MODEL_FIELDS = list(services.MODEL_FIELDS)
+ALIAS_PERMISSION = "registry.change_modelalias"
+APPROVE_PERMISSION = "registry.approve_modelversion"
+
+
+def _may_change(admin_view: admin.ModelAdmin, request, registered_model: RegisteredModel) -> bool:
+    """The owner rule, with the refusal shown as the action's message."""
+    if may_change_model(request.user, registered_model):
+        return True
+    admin_view.message_user(request, model_change_refusal(registered_model), messages.ERROR)
+    return False
 
 
 @admin.register(RegisteredModel)
@@ -26,6 +39,17 @@ class RegisteredModelAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+    def has_change_permission(self, request, obj=None):
+        """Another owner's model is shown read-only (the owner rule)."""
+        allowed = super().has_change_permission(request, obj)
+        return allowed and (obj is None or may_change_model(request.user, obj))
+
+    def has_rollback_permission(self, request) -> bool:
+        return request.user.has_perm(ALIAS_PERMISSION)
+
+    def has_train_permission(self, request) -> bool:
+        return request.user.has_perm("registry.add_trainingjob")
 
     def save_model(self, request, obj, form, change):
         """Through the services, so the change is validated and audited."""
@@ -42,7 +66,10 @@ class RegisteredModelAdmin(admin.ModelAdmin):
         alias = obj.aliases.filter(name=ModelAlias.Name.CHAMPION).select_related("version").first()
         return f"v{alias.version.version}" if alias else "—"
 
-    @admin.action(description="Train again on the latest data, with the last job's parameters and feature set")
+    @admin.action(
+        description="Train again on the latest data, with the last job's parameters and feature set",
+        permissions=["train"],
+    )
     def train_again(self, request, queryset):
         for model in queryset:
             try:
@@ -55,9 +82,11 @@ class RegisteredModelAdmin(admin.ModelAdmin):
                     request, format_html('{}: <a href="{}">training job {}</a> queued.', model.name, url, job.pk)
                 )
 
-    @admin.action(description="Roll back the champion to the previous version")
+    @admin.action(description="Roll back the champion to the previous version", permissions=["rollback"])
     def rollback_champion(self, request, queryset):
         for model in queryset:
+            if not _may_change(self, request, model):
+                continue
             try:
                 alias = services.model_alias_rollback(registered_model=model, actor=request.user)
             except FaroError as exc:
@@ -88,7 +117,7 @@ class ModelVersionAdmin(ReadOnlyAdmin):
         "maker",
         "created_at",
     ]
-    list_filter = ["registered_model", "status", "source", "task_type"]
+    list_filter = ["registered_model", "status", "source", "task_type", ("erased_data_at", admin.EmptyFieldListFilter)]
     actions = ["approve", "reject", "promote_champion", "promote_challenger", "evaluate_gates"]
     readonly_fields = ["page_link"]
 
@@ -126,13 +155,19 @@ class ModelVersionAdmin(ReadOnlyAdmin):
             return None
         return queryset.get()
 
+    def has_approve_permission(self, request) -> bool:
+        return request.user.has_perm(APPROVE_PERMISSION)
+
+    def has_promote_permission(self, request) -> bool:
+        return request.user.has_perm(ALIAS_PERMISSION)
+
+    def has_gates_permission(self, request) -> bool:
+        return request.user.has_perm("registry.change_modelversion")
+
     def _decide(self, request, queryset, verb: str):
         """An intermediate page asks for the note; submitting it calls the service."""
-        if not request.user.has_perm("registry.approve_modelversion"):
-            self.message_user(request, "You may not approve or reject versions.", messages.ERROR)
-            return None
         version = self._one(request, queryset)
-        if version is None:
+        if version is None or not _may_change(self, request, version.registered_model):
             return None
         form = DecisionForm(request.POST if "confirm" in request.POST else None)
         if form.is_valid():
@@ -158,17 +193,17 @@ class ModelVersionAdmin(ReadOnlyAdmin):
             },
         )
 
-    @admin.action(description="Approve (maker-checker; gates' evidence shown)")
+    @admin.action(description="Approve (maker-checker; gates' evidence shown)", permissions=["approve"])
     def approve(self, request, queryset):
         return self._decide(request, queryset, "approve")
 
-    @admin.action(description="Reject, with the reason")
+    @admin.action(description="Reject, with the reason", permissions=["approve"])
     def reject(self, request, queryset):
         return self._decide(request, queryset, "reject")
 
     def _promote(self, request, queryset, alias: str) -> None:
         version = self._one(request, queryset)
-        if version is None:
+        if version is None or not _may_change(self, request, version.registered_model):
             return
         try:
             services.model_version_promote(version=version, alias=alias, actor=request.user)
@@ -177,15 +212,15 @@ class ModelVersionAdmin(ReadOnlyAdmin):
         else:
             self.message_user(request, f"{version} is now {alias}.")
 
-    @admin.action(description="Promote to champion")
+    @admin.action(description="Promote to champion", permissions=["promote"])
     def promote_champion(self, request, queryset):
         self._promote(request, queryset, ModelAlias.Name.CHAMPION)
 
-    @admin.action(description="Promote to challenger")
+    @admin.action(description="Promote to challenger", permissions=["promote"])
     def promote_challenger(self, request, queryset):
         self._promote(request, queryset, ModelAlias.Name.CHALLENGER)
 
-    @admin.action(description="Evaluate the release gates again")
+    @admin.action(description="Evaluate the release gates again", permissions=["gates"])
     def evaluate_gates(self, request, queryset):
         for version in queryset:
             try:
@@ -221,7 +256,10 @@ class TrainingJobAdmin(ReadOnlyAdmin):
     list_filter = ["status", "registered_model"]
     actions = ["cancel"]
 
-    @admin.action(description="Cancel")
+    def has_cancel_permission(self, request) -> bool:
+        return request.user.has_perm("registry.change_trainingjob")
+
+    @admin.action(description="Cancel", permissions=["cancel"])
     def cancel(self, request, queryset):
         for job in queryset:
             try:

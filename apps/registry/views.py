@@ -3,7 +3,9 @@ comparisons, and training jobs with live progress.
 
 Every action posts to its own URL, calls the same service as the API and the console, and redirects back
 to its page with the outcome as a message; a refusal (maker-checker, failing gates, a job that has already
-ended) is shown there, never as an error page.
+ended) is shown there, never as an error page. Who may act is decided as in the console and the API: the
+console's model permission for the same change, and for a model's settings and releases the owner rule
+(`apps.governance.roles.may_change_model`); without them the answer is 403 and nothing changes.
 """
 
 from typing import Any
@@ -11,6 +13,8 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth import get_user_model
+from django.contrib.auth.decorators import permission_required
+from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -20,6 +24,7 @@ from apps.core.charts import fmt_number, line_chart
 from apps.core.errors import FaroError, NotFound
 from apps.data.selectors import dataset_version_get
 from apps.features.selectors import feature_set_version_get
+from apps.governance.roles import may_change_model, model_change_refusal
 from apps.governance.services import actor_principal
 from apps.registry import selectors, services
 from apps.registry.card import model_card
@@ -31,6 +36,7 @@ from apps.registry.gates import quality_metric
 from apps.registry.models import ModelAlias, ModelVersion, RegisteredModel, TrainingJob
 
 APPROVE_PERMISSION = "registry.approve_modelversion"
+ALIAS_PERMISSION = "registry.change_modelalias"
 FAIRNESS_LIMIT_LABELS = {
     "disparate_impact_min": "Disparate impact ratio, at least",
     "statistical_parity_max": "Statistical parity difference, within ±",
@@ -93,6 +99,12 @@ def _people(refs: list[str]) -> dict[str, str]:
         number = ref[5:] if ref and ref.startswith("user:") else ""
         shown[ref] = names.get(int(number), ref) if number.isdigit() else ref
     return shown
+
+
+def _require_model_change(request, model: RegisteredModel) -> None:
+    """The owner rule: 403 for someone who may not change `model` or its releases."""
+    if not may_change_model(request.user, model):
+        raise PermissionDenied(model_change_refusal(model))
 
 
 def _person(ref: str) -> str:
@@ -188,6 +200,7 @@ def model_detail(request, name: str):
             "alias_form": alias_form,
             "alias_answer": alias_answer,
             "champion": champion,
+            "can_release": request.user.has_perm(ALIAS_PERMISSION) and may_change_model(request.user, model),
         },
         status=400 if alias_form.errors else 200,
     )
@@ -195,8 +208,10 @@ def model_detail(request, name: str):
 
 @staff_member_required
 @require_POST
+@permission_required(ALIAS_PERMISSION, raise_exception=True)
 def alias_rollback(request, name: str, alias: str):
     model = _model_or_404(name)
+    _require_model_change(request, model)
     try:
         moved = services.model_alias_rollback(registered_model=model, alias=alias, actor=request.user)
     except FaroError as exc:
@@ -288,6 +303,7 @@ def _latency(version: ModelVersion) -> dict[str, Any] | None:
 @require_GET
 def version_detail(request, name: str, version: int):
     found = _version_or_404(name, version)
+    may_change = may_change_model(request.user, found.registered_model)
     evaluation = found.evaluation or {}
     metric, value = _main_metric(found)
     report = found.gate_report or {}
@@ -309,7 +325,8 @@ def version_detail(request, name: str, version: int):
             "latency": _latency(found),
             "signature": _signature(found),
             "lineage": _lineage(found),
-            "can_decide": request.user.has_perm(APPROVE_PERMISSION),
+            "can_decide": request.user.has_perm(APPROVE_PERMISSION) and may_change,
+            "can_promote": request.user.has_perm(ALIAS_PERMISSION) and may_change,
             "is_maker": bool(found.maker) and found.maker == actor_principal(request.user),
             "is_pending": found.status == ModelVersion.Status.PENDING,
             "approve_form": DecisionForm(auto_id="approve-%s"),
@@ -321,9 +338,7 @@ def version_detail(request, name: str, version: int):
 
 def _decide(request, name: str, number: int, verb: str):
     found = _version_or_404(name, number)
-    if not request.user.has_perm(APPROVE_PERMISSION):
-        messages.error(request, "You may not approve or reject model versions.")
-        return redirect(_version_url(found))
+    _require_model_change(request, found.registered_model)
     form = DecisionForm(request.POST)
     if not form.is_valid():
         messages.error(request, "Note: " + " ".join(form.errors["note"]))
@@ -340,20 +355,24 @@ def _decide(request, name: str, number: int, verb: str):
 
 @staff_member_required
 @require_POST
+@permission_required(APPROVE_PERMISSION, raise_exception=True)
 def version_approve(request, name: str, version: int):
     return _decide(request, name, version, "approve")
 
 
 @staff_member_required
 @require_POST
+@permission_required(APPROVE_PERMISSION, raise_exception=True)
 def version_reject(request, name: str, version: int):
     return _decide(request, name, version, "reject")
 
 
 @staff_member_required
 @require_POST
+@permission_required(ALIAS_PERMISSION, raise_exception=True)
 def version_promote(request, name: str, version: int):
     found = _version_or_404(name, version)
+    _require_model_change(request, found.registered_model)
     form = PromoteForm(request.POST)
     if not form.is_valid():
         messages.error(request, "Alias: " + " ".join(form.errors["alias"]))
@@ -369,6 +388,7 @@ def version_promote(request, name: str, version: int):
 
 @staff_member_required
 @require_POST
+@permission_required("registry.change_modelversion", raise_exception=True)
 def version_gates(request, name: str, version: int):
     found = _version_or_404(name, version)
     try:
@@ -497,6 +517,7 @@ def compare(request, name: str):
 
 
 @staff_member_required
+@permission_required("registry.add_modelversion", raise_exception=True)
 def version_import(request, name: str):
     """Import an ONNX model made elsewhere as a new pending version of this model."""
     model = _model_or_404(name)
@@ -526,6 +547,7 @@ def version_import(request, name: str):
 
 
 @staff_member_required
+@permission_required("registry.add_trainingjob", raise_exception=True)
 def training_new(request):
     form = TrainingForm(request.POST or None, initial={"dataset": request.GET.get("dataset")})
     if request.method == "POST" and form.is_valid():
@@ -580,6 +602,7 @@ def training_detail(request, job_id: int):
 
 @staff_member_required
 @require_POST
+@permission_required("registry.change_trainingjob", raise_exception=True)
 def training_cancel(request, job_id: int):
     job = _job_or_404(job_id)
     try:

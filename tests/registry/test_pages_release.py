@@ -129,7 +129,9 @@ def test_the_version_page_shows_status_gates_metrics_signature_and_lineage(clien
     assert "Pending approval by someone allowed to approve model versions." in page
 
 
-def test_the_maker_may_not_approve_their_own_version(client, people, version):
+def test_the_maker_may_not_approve_their_own_version(client, people, registered_model, version):
+    registered_model.owner = people["maker"]  # past the owner rule, maker-checker still refuses
+    registered_model.save()
     client.force_login(people["maker"])
     page = _page(client.post(_version_url(version, "version-approve"), {"note": ""}, follow=True))
     assert _messages(page) == [
@@ -143,10 +145,11 @@ def test_the_maker_may_not_approve_their_own_version(client, people, version):
 def test_a_staff_member_without_the_permission_may_not_decide(client, people, version):
     client.force_login(people["viewer"])
     for view in ("version-approve", "version-reject"):
-        page = _page(client.post(_version_url(version, view), {"note": "looks fine"}, follow=True))
-        assert _messages(page) == ["You may not approve or reject model versions."]
+        response = client.post(_version_url(version, view), {"note": "looks fine"})
+        assert response.status_code == 403  # the console's permission, as in the console and the API
     version.refresh_from_db()
-    assert version.status == "pending_manual_approval"
+    assert (version.status, version.decided_by, version.decision_note) == ("pending_manual_approval", None, "")
+    assert not AuditEvent.objects.filter(action__in=["model_version.approved", "model_version.rejected"]).exists()
 
 
 def test_another_permitted_person_approves(client, people, version):

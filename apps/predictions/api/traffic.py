@@ -8,7 +8,8 @@ from rest_framework.views import APIView
 from apps.core.api import error_responses
 from apps.core.errors import InvalidInput, NotFound
 from apps.governance.models import ApiToken
-from apps.governance.permissions import HasScope
+from apps.governance.permissions import HasScope, check_model_change
+from apps.governance.roles import session_scopes
 from apps.governance.services import actor_ref
 from apps.predictions import services
 from apps.predictions.models import PredictionRecord, StickyBy
@@ -39,7 +40,8 @@ class TrafficPolicySerializer(serializers.Serializer):
 
 
 class TrafficPolicyApi(APIView):
-    """Read the policy (read scope); change it (admin scope: it decides what real requests are answered by)."""
+    """Read the policy (read scope); change it (admin scope: it decides what real requests are answered by; for
+    a session, the traffic policy permission under the owner rule)."""
 
     permission_classes = [HasScope]
 
@@ -59,11 +61,12 @@ class TrafficPolicyApi(APIView):
         "within FARO_ALIAS_TTL_SECONDS.",
     )
     def patch(self, request, name: str):
+        registered = registered_model_get(name=name)
+        check_model_change(request, registered)
         if not isinstance(request.data, dict):
             raise InvalidInput("The body must be a JSON object.", extra={"fields": {"body": ["Expected an object."]}})
-        policy = services.traffic_policy_set(
-            registered_model=registered_model_get(name=name), changes=dict(request.data), actor=request.user
-        )
+        changes = dict(request.data)
+        policy = services.traffic_policy_set(registered_model=registered, changes=changes, actor=request.user)
         return Response(services.traffic_policy_describe(policy))
 
 
@@ -80,15 +83,18 @@ class FeedbackResponseSerializer(serializers.Serializer):
 
 
 class FeedbackApi(APIView):
-    """Attach the ground truth to a logged decision. A token with only the 'predict' scope may do so for the
-    decisions it asked for; 'write' for any."""
+    """Attach the ground truth to a logged decision. Credentials with only the 'predict' scope (a token, or a
+    session such as an end user's) may do so for the decisions they asked for; 'write' for any."""
 
     permission_classes = [HasScope]
 
+    def _writer(self, request) -> bool:
+        if isinstance(request.auth, ApiToken):
+            return request.auth.has_scope(ApiToken.Scope.WRITE)
+        return ApiToken.Scope.WRITE in session_scopes(request.user)
+
     def get_permissions(self):
-        token = self.request.auth if isinstance(self.request.auth, ApiToken) else None
-        writer = token is not None and token.has_scope(ApiToken.Scope.WRITE)
-        self.required_scope = ApiToken.Scope.WRITE if writer else ApiToken.Scope.PREDICT
+        self.required_scope = ApiToken.Scope.WRITE if self._writer(self.request) else ApiToken.Scope.PREDICT
         return super().get_permissions()
 
     @extend_schema(
@@ -102,8 +108,7 @@ class FeedbackApi(APIView):
                 'The body must be {"actuals": [...]}, one value per row of the decision.',
                 extra={"fields": {"actuals": ["A list is required; no other field is accepted."]}},
             )
-        token = request.auth if isinstance(request.auth, ApiToken) else None
-        if token is not None and not token.has_scope(ApiToken.Scope.WRITE):
+        if not self._writer(request):
             asked_by = PredictionRecord.objects.filter(request_id=request_id).values_list("client", flat=True).first()
             if asked_by != actor_ref(request.user):  # another client's decision: as if it did not exist
                 raise NotFound(f"No decision with request id {request_id}.")

@@ -13,7 +13,7 @@ from apps.core.errors import InvalidInput, NotFound
 from apps.data.selectors import dataset_get, dataset_version_get
 from apps.features.selectors import feature_set_get, feature_set_version_get
 from apps.governance.models import ApiToken
-from apps.governance.permissions import HasScope, ReadWriteScopedApi
+from apps.governance.permissions import HasScope, ReadWriteScopedApi, check_model_change
 from apps.registry import selectors, services
 from apps.registry.compare import versions_compare
 from apps.registry.models import ModelAlias, ModelVersion, RegisteredModel, TaskType, TrainingJob
@@ -54,6 +54,7 @@ class ModelVersionSerializer(serializers.ModelSerializer):
             "maker",
             "decided_at",
             "decision_note",
+            "erased_data_at",
         ]
 
     def get_aliases(self, obj: ModelVersion) -> list[str]:
@@ -186,10 +187,11 @@ class ModelDetailApi(ReadWriteScopedApi):
         responses={200: RegisteredModelSerializer, **error_responses(400, 401, 403, 404, 415)},
     )
     def patch(self, request, name: str):
-        """Change the description, SLA or release-gate settings (admin scope)."""
+        """Change the description, SLA or release-gate settings (admin scope; for a session, the owner rule)."""
+        model = selectors.registered_model_get(name=name)
+        check_model_change(request, model)
         serializer = RegisteredModelUpdateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        model = selectors.registered_model_get(name=name)
         model = services.registered_model_update(
             registered_model=model, actor=request.user, **serializer.validated_data
         )
@@ -230,7 +232,8 @@ class DecisionSerializer(serializers.Serializer):
 
 
 class _DecisionApi(APIView):
-    """Approve or reject a pending version (admin scope), with a note."""
+    """Approve or reject a pending version, with a note: an admin token, or a session with the approve permission
+    under the owner rule."""
 
     required_scope = ApiToken.Scope.ADMIN
     permission_classes = [HasScope]
@@ -240,9 +243,10 @@ class _DecisionApi(APIView):
         request=DecisionSerializer, responses={200: ModelVersionSerializer, **error_responses(400, 401, 403, 404, 409)}
     )
     def post(self, request, name: str, version: int):
+        found = selectors.model_version_by_number(model_name=name, version=version)
+        check_model_change(request, found.registered_model)
         serializer = DecisionSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        found = selectors.model_version_by_number(model_name=name, version=version)
         decided = self.decide(version=found, actor=request.user, note=serializer.validated_data["note"])
         return Response(ModelVersionSerializer(decided).data)
 
@@ -410,7 +414,8 @@ class ModelAliasAtApi(APIView):
 
 
 class ModelAliasApi(APIView):
-    """Point an alias (champion, challenger or any other name) at a version: a promotion (admin scope).
+    """Point an alias (champion, challenger or any other name) at a version: a promotion (admin scope; for a
+    session, the alias permission under the owner rule).
 
     Champion takes only an approved version whose release gates passed; a rejected version takes no alias.
     """
@@ -423,9 +428,10 @@ class ModelAliasApi(APIView):
         responses={200: AliasResponseSerializer, **error_responses(400, 401, 403, 404, 409, 415)},
     )
     def put(self, request, name: str, alias: str):
+        model = selectors.registered_model_get(name=name)
+        check_model_change(request, model)
         serializer = AliasSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        model = selectors.registered_model_get(name=name)
         version = selectors.model_version_get(registered_model=model, version=serializer.validated_data["version"])
         moved = services.model_version_promote(version=version, alias=alias, actor=request.user)
         return Response(_alias_payload(moved))
@@ -438,6 +444,7 @@ class ModelAliasRollbackApi(APIView):
     @extend_schema(request=None, responses={200: AliasResponseSerializer, **error_responses(401, 403, 404, 409)})
     def post(self, request, name: str, alias: str):
         model = selectors.registered_model_get(name=name)
+        check_model_change(request, model)
         moved = services.model_alias_rollback(registered_model=model, alias=alias, actor=request.user)
         return Response(_alias_payload(moved))
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Permission
+from django.contrib.auth.models import Group
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management.base import BaseCommand, CommandError
 
@@ -14,6 +14,7 @@ from apps.data.models import Dataset, LegalBasis
 from apps.data.services import dataset_check_create, dataset_create, dataset_version_create_from_upload
 from apps.features.models import FeatureSet
 from apps.features.services import feature_set_create
+from apps.governance.roles import DATA_SCIENTIST, PRODUCT_MANAGER
 from apps.governance.services import token_authenticate, token_create
 from apps.registry.models import ModelAlias, ModelVersion, RegisteredModel, TrainingJob
 from apps.registry.services import (
@@ -106,10 +107,10 @@ DEMO_FEATURES = [
 ]
 MODEL = "credit-risk"
 USERS = {
-    # username: (is_superuser, apps whose permissions the persona gets)
-    "admin": (True, []),
-    "pm": (False, ["registry", "predictions", "governance", "features"]),
-    "ds": (False, ["data", "features", "registry"]),
+    # username: (is_superuser, the persona group it joins: apps.governance.roles)
+    "admin": (True, None),
+    "pm": (False, PRODUCT_MANAGER),
+    "ds": (False, DATA_SCIENTIST),
 }
 
 
@@ -138,14 +139,15 @@ class Command(BaseCommand):
 
     def _users(self, password: str) -> None:
         User = get_user_model()
-        for username, (superuser, app_labels) in USERS.items():
+        for username, (superuser, persona) in USERS.items():
             user, created = User.objects.get_or_create(
                 username=username, defaults={"is_staff": True, "is_superuser": superuser}
             )
             if created:
                 user.set_password(password)
                 user.save()
-                user.user_permissions.set(Permission.objects.filter(content_type__app_label__in=app_labels))
+                if persona:
+                    user.groups.add(Group.objects.get(name=persona))
 
     def _token(self) -> str:
         path = Path(settings.VAR_DIR) / "demo-token"
