@@ -15,8 +15,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import re
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -66,6 +67,10 @@ class OnlineStore:
     def delete_many(self, dataset: Dataset, entity_ids: Iterable[str]) -> int:
         raise NotImplementedError
 
+    def entity_ids(self, dataset: Dataset) -> Iterator[str]:
+        """Every entity id the store holds for `dataset`, streamed (erasure by a subject's digest matches on them)."""
+        raise NotImplementedError
+
 
 class DatabaseStore(OnlineStore):
     name = OnlineStoreKind.DATABASE
@@ -110,6 +115,10 @@ class DatabaseStore(OnlineStore):
     def delete_many(self, dataset: Dataset, entity_ids: Iterable[str]) -> int:
         deleted, _ = OnlineFeatureRow.objects.filter(dataset=dataset, entity_id__in=set(entity_ids)).delete()
         return deleted
+
+    def entity_ids(self, dataset: Dataset) -> Iterator[str]:
+        rows = OnlineFeatureRow.objects.filter(dataset=dataset).order_by().values_list("entity_id", flat=True)
+        return rows.iterator(chunk_size=10_000)
 
 
 _clients: dict[str, Any] = {}
@@ -198,6 +207,19 @@ class RedisStore(OnlineStore):
         if not keys:
             return 0
         return int(self._run(lambda pipe: pipe.delete(*keys))[0])
+
+    def entity_ids(self, dataset: Dataset) -> Iterator[str]:
+        """SCAN over the dataset's key prefix, in steps, so Redis is never blocked as KEYS would block it (SCAN may
+        name a key twice)."""
+        import redis
+
+        prefix = self.key(dataset, "")
+        pattern = re.sub(r"([*?\[\]\\])", r"\\\1", prefix) + "*"
+        try:
+            for key in _redis_client(self.url).scan_iter(match=pattern, count=1_000):
+                yield key[len(prefix) :]
+        except redis.RedisError as exc:
+            raise Unavailable(f"The online store (Redis) is unavailable: {exc}") from None
 
 
 def store_named(name: str) -> OnlineStore:

@@ -13,3 +13,9 @@ class GovernanceConfig(AppConfig):
         from apps.governance import roles  # the persona groups, synced after every migrate
 
         roles.connect()
+
+        from apps.core import personal_data
+        from apps.governance.personal_data import ReviewCases, SubjectRequests
+
+        personal_data.register(ReviewCases())
+        personal_data.register(SubjectRequests())

@@ -446,6 +446,9 @@ class _Chunk:
     problem_rows: int
 
 
+REFUSED_MESSAGE = "no decision may be made about this person (a restriction, objection or erasure is in force)"
+
+
 def score_chunk(
     loaded: Any,
     batch: Any,
@@ -455,9 +458,12 @@ def score_chunk(
     explain: bool,
     predict_raw: Callable[[np.ndarray], np.ndarray],
     listed: int = 0,
+    refused: Callable[[Any], list[int]] | None = None,
 ) -> _Chunk:
     """Score one record batch of the input; `offset` is the row number of its first row, `listed` how many
-    problems earlier chunks listed."""
+    problems earlier chunks listed. `refused(ids)` names the rows no decision may be made about (by index in the Arrow
+    array of subject keys `ids`):
+    they are not scored, like unreadable rows."""
     import pyarrow as pa
 
     n_rows = batch.num_rows
@@ -476,6 +482,11 @@ def score_chunk(
                     {"row": offset + int(row), "column": name, "message": f"{message}, not {_shown(value)}"}
                 )
         conformed[name] = values
+    if refused is not None and chosen.id_source:
+        for row in refused(batch.column(chosen.id_source)):
+            if not bad[row] and len(problems) < MAX_LISTED_PROBLEMS - listed:
+                problems.append({"row": offset + row, "column": chosen.id_source, "message": REFUSED_MESSAGE})
+            bad[row] = True
     table = pa.table(conformed)
     good = None
     if bad.any():
@@ -582,6 +593,7 @@ def score_file(
     workers: int = 1,
     predict_raw: Callable[[np.ndarray], np.ndarray] | None = None,
     on_chunk: Callable[[int], bool] | None = None,
+    refused: Callable[[Any], list[int]] | None = None,
 ) -> BatchResult:
     """Score every row of the Parquet file `source` with `loaded` (a LoadedModel) into `target`.
 
@@ -590,8 +602,10 @@ def score_file(
     whole chunks in parallel rather than one prediction split over threads, whose threads would wait for
     each other at every call. The output keeps the input's order. Explanations are made one chunk at a time.
 
-    `on_chunk(rows_done)` runs after each chunk is handed to the writer, in order; False stops with
-    BatchStopped (the caller removes `target`). Raises BatchInputError when the input cannot be scored.
+    `refused(ids)` names the rows (by index in `ids`, an Arrow array of subject keys) no decision may be made
+    about; they are left unscored and listed as problems. `on_chunk(rows_done)` runs after each chunk is handed to
+    the writer, in order; False stops with BatchStopped (the caller removes `target`). Raises BatchInputError when
+    the input cannot be scored.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -632,7 +646,14 @@ def score_file(
             offset = 0
             for batch in _prefetched(_batches(parquet, chosen.read_columns, rows_per_chunk)):
                 future = scorers.submit(
-                    score_chunk, loaded, batch, chosen, offset=offset, explain=explain, predict_raw=predict
+                    score_chunk,
+                    loaded,
+                    batch,
+                    chosen,
+                    offset=offset,
+                    explain=explain,
+                    predict_raw=predict,
+                    refused=refused,
                 )
                 scoring.append((future, batch.num_rows))
                 offset += batch.num_rows

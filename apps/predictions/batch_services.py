@@ -30,6 +30,7 @@ from apps.core.errors import Conflict, FaroError, InvalidInput, NotFound
 from apps.core.jobs import Lease, job_start, jobs_reap_and_requeue
 from apps.data.models import DatasetVersion
 from apps.data.selectors import dataset_version_live_check, dataset_version_path
+from apps.governance.restrictions import restriction_cache
 from apps.governance.services import acting_user, actor_principal, audit_record
 from apps.predictions import batch
 from apps.predictions.metrics import BATCH_ROWS
@@ -394,6 +395,7 @@ def batch_job_run(*, job_id: int) -> BatchScoringJob | None:
             chunk_rows=int(settings.FARO_BATCH_CHUNK_ROWS),
             workers=int(settings.FARO_BATCH_THREADS),
             on_chunk=on_chunk,
+            refused=restriction_cache.column_checker(),
         )
         lease.renew(force=True)
         relative, digest = artefact_write_file(OUTPUT_KIND, suffix, target)

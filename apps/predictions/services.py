@@ -109,8 +109,8 @@ def prediction_make(
     if restricted:
         PREDICTION_REQUESTS.labels(model=loaded.model_name, status="restricted").inc()
         raise Conflict(
-            "No automated decision may be made about this person: a restriction or objection is in force "
-            "(GDPR Arts. 18, 21). Nothing was scored or logged.",
+            "No automated decision may be made about this person: a restriction, an objection or an erasure is "
+            "in force (GDPR Arts. 17, 18, 21). Nothing was scored or logged.",
             extra={"errors": [{"row": index, "field": subject_key, "message": "restricted"} for index in restricted]},
         )
     validated = time.perf_counter()

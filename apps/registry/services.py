@@ -46,6 +46,7 @@ MODEL_FIELDS = (
     "quality_minimum",
     "max_relative_drop",
     "fairness_limits",
+    "erasure_policy",
 )
 
 

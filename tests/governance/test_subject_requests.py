@@ -6,6 +6,7 @@ import json
 import zipfile
 from datetime import UTC, datetime, timedelta
 
+import pyarrow.parquet as pq
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
@@ -24,13 +25,6 @@ from apps.registry.services import model_version_holdout_rows
 from tests.conftest import release, train_version, valid_row
 
 SUBJECT = "C0007"
-
-
-@pytest.fixture
-def dpo(db):
-    user = get_user_model().objects.create_user("dpo", password="pw", is_staff=True)
-    user.user_permissions.add(Permission.objects.get(codename="handle_subjectrequest"))
-    return get_user_model().objects.get(pk=user.pk)
 
 
 def received(kind: str, subject_id: str = SUBJECT, **fields) -> DataSubjectRequest:
@@ -297,6 +291,8 @@ def test_overdue_open_requests_are_listed(db):
 def test_an_erasure_racing_a_training_job_leaves_no_unflagged_model_on_erased_rows(registered_model, dataset_version):
     import threading
 
+    from django.db import connection
+
     from apps.registry.services import training_job_run
     from tests.conftest import SMALL_PARAMS
 
@@ -308,7 +304,14 @@ def test_an_erasure_racing_a_training_job_leaves_no_unflagged_model_on_erased_ro
         dataset_version=dataset_version,
         params={**SMALL_PARAMS, "n_estimators": 300, "early_stopping_rounds": 300},
     )
-    trainer = threading.Thread(target=training_job_run, kwargs={"job_id": job.pk})
+
+    def train() -> None:
+        try:
+            training_job_run(job_id=job.pk)
+        finally:
+            connection.close()  # the thread's own connection
+
+    trainer = threading.Thread(target=train)
     trainer.start()
     try:
         carried_out("erasure", dpo_user)
@@ -358,3 +361,29 @@ def test_the_model_card_says_when_training_rows_were_erased(registered_model, da
     text = page.content.decode()
     assert "Rows it was trained on have been erased at data subjects' requests since" in text
     assert "the model's policy: Allow until the next retrain: keep serving, flagged." in text
+
+
+def test_batch_scoring_leaves_a_restricted_persons_row_unscored(
+    champion, dataset_version, dpo, django_capture_on_commit_callbacks
+):
+    from apps.predictions import batch_services
+    from apps.predictions.batch import REFUSED_MESSAGE
+
+    carried_out("restriction", dpo)
+    with django_capture_on_commit_callbacks(execute=True):
+        job = batch_services.batch_job_create(model_version=champion, dataset_version=dataset_version)
+    job.refresh_from_db()
+    assert (job.status, job.rows_done, job.problem_count) == ("succeeded", 300, 1)
+    assert job.problems == [{"row": 7, "column": "customer_id", "message": REFUSED_MESSAGE}]
+    output = pq.read_table(artefact_path(job.output_path)).to_pylist()
+    assert output[7]["customer_id"] == SUBJECT and output[7]["label"] is None
+    assert output[8]["label"] in ("yes", "no")
+
+
+def test_no_decision_is_made_about_a_person_while_their_erasure_is_in_progress(champion, dpo):
+    request = privacy.subject_request_verify(request=received("erasure"), actor=dpo, method="ID card seen")
+    privacy.subject_request_carry_out(request=request, actor=dpo)  # planned; the worker has not run it yet
+    with pytest.raises(Conflict):
+        prediction_make(model_name="loan-risk", rows=[valid_row(customer_id=SUBJECT)])
+    privacy.erasure_run(request_id=request.pk)
+    assert prediction_make(model_name="loan-risk", rows=[valid_row(customer_id=SUBJECT)]).outputs
