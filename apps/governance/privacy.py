@@ -274,7 +274,7 @@ def subject_data_counts(subject: Subject) -> dict[str, int]:
     return {store: count for store, count in counts.items() if count}
 
 
-def subject_export_bundle(request: DataSubjectRequest) -> bytes:
+def subject_export_bundle(request: DataSubjectRequest, *, actor: Any = None) -> bytes:
     """A ZIP with everything held on the subject: `data.json` (every store's rows) and one CSV per store (Arts. 15,
     20), built when asked for so no copy of it is kept."""
     if request.kind != Kind.ACCESS or request.status != Status.COMPLETED:
@@ -295,6 +295,7 @@ def subject_export_bundle(request: DataSubjectRequest) -> bytes:
         for store, (_label, rows) in stores.items():
             if rows:
                 bundle.writestr(f"{store}.csv", _csv(rows))
+    _audit(request, "subject_request.exported", actor, rows=sum(len(rows) for _label, rows in stores.values()))
     return buffer.getvalue()
 
 
