@@ -14,7 +14,7 @@ from apps.data.models import Dataset, LegalBasis
 from apps.data.services import dataset_check_create, dataset_create, dataset_version_create_from_upload
 from apps.features.models import FeatureSet
 from apps.features.services import feature_set_create
-from apps.governance.roles import DATA_SCIENTIST, PRODUCT_MANAGER
+from apps.governance.roles import AUDITOR, DATA_PROTECTION_OFFICER, DATA_SCIENTIST, OPERATOR, PRODUCT_MANAGER
 from apps.governance.services import token_authenticate, token_create
 from apps.registry.models import ModelAlias, ModelVersion, RegisteredModel, TrainingJob
 from apps.registry.services import (
@@ -111,6 +111,9 @@ USERS = {
     "admin": (True, None),
     "pm": (False, PRODUCT_MANAGER),
     "ds": (False, DATA_SCIENTIST),
+    "dpo": (False, DATA_PROTECTION_OFFICER),
+    "auditor": (False, AUDITOR),
+    "ops": (False, OPERATOR),
 }
 
 
@@ -126,7 +129,8 @@ class Command(BaseCommand):
         token = self._token()
         model = self._model()
         self.stdout.write(
-            f"Demo logins (password '{password}'): admin (superuser), pm (product manager), ds (data scientist)"
+            f"Demo logins (password '{password}'): admin (superuser), pm (product manager), ds (data scientist), "
+            "dpo (data protection officer), auditor, ops (operator)"
         )
         self.stdout.write(f"Demo API token (predict, read, write): {token}")
         if not ModelAlias.objects.filter(registered_model=model, name=ModelAlias.Name.CHAMPION).exists():
