@@ -3,15 +3,12 @@ rewritten (`apps.data.personal_data.rows_erased`, in the rewrite's transaction),
 erasure policy applied — allow (serve, flagged, until a retrained version replaces it), retrain (queue a training
 job with the champion's recipe on the rewritten data), block (the loader refuses to serve flagged versions)."""
 
-import logging
 from typing import Any
 
 from django.utils import timezone
 
 from apps.governance.services import audit_record
 from apps.registry.models import ErasurePolicy, ModelAlias, ModelVersion, TrainingJob
-
-logger = logging.getLogger(__name__)
 
 
 def on_rows_erased(sender: Any, *, version: Any, positions: list[int], before: str, after: str, **kwargs: Any) -> None:
