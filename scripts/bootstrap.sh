@@ -86,3 +86,6 @@ apt_install chromium chromium "the browser tests"
 # alerting rules, their unit tests, the scrape config and the Grafana dashboard's queries with promtool.
 # Without recommends: prometheus-node-exporter would be one more daemon nobody here needs.
 apt_install promtool prometheus "the Prometheus tests" --no-install-recommends
+
+# tests/core/test_compose.py validates docker/compose.yml with `docker-compose config` (no Docker engine needed).
+apt_install docker-compose docker-compose "the compose file tests" --no-install-recommends

@@ -23,6 +23,9 @@ DEBUG = False
 # a client sends). Production is HTTPS only: plain HTTP is redirected and the cookies are sent over TLS only.
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", True)
+# Probes and the scrape reach gunicorn directly over plain HTTP, without the proxy (the container's HEALTHCHECK,
+# Prometheus on web:8000): a redirect to HTTPS would fail them. They carry no cookies and set none.
+SECURE_REDIRECT_EXEMPT = [r"^(healthz|readyz|metrics)$"]
 SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", True)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 # HSTS: browsers that once reached Faro over HTTPS refuse plain HTTP to it for this long (default one year).

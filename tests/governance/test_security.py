@@ -114,10 +114,12 @@ PRODUCTION_REQUESTS = """
 import json
 from django.test import Client
 client = Client(HTTP_HOST="faro.example.org")
-plain = client.get("/healthz")
+plain = client.get("/api/docs/")  # redirected before any view runs: no database
+probe = client.get("/healthz")  # probes and the scrape reach gunicorn over plain HTTP (SECURE_REDIRECT_EXEMPT)
 proxied = client.get("/healthz", HTTP_X_FORWARDED_PROTO="https")
 print(json.dumps({
     "plain": [plain.status_code, plain.get("Location")],
+    "probe": [probe.status_code, probe.get("Strict-Transport-Security")],
     "proxied": [proxied.status_code, proxied.get("Strict-Transport-Security"), proxied.get("Content-Security-Policy")],
 }))
 """
@@ -127,7 +129,8 @@ def test_production_redirects_to_https_and_sends_hsts_over_it(tmp_path):
     result = production(tmp_path, code=PRODUCTION_REQUESTS)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == {
-        "plain": [301, "https://faro.example.org/healthz"],
+        "plain": [301, "https://faro.example.org/api/docs/"],
+        "probe": [200, None],
         "proxied": [200, "max-age=31536000; includeSubDomains", POLICY],
     }
 
