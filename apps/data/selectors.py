@@ -65,7 +65,8 @@ def dataset_version_path(*, version: DatasetVersion) -> Path:
     """The version's Parquet file, its SHA-256 verified: the one way to a version's rows.
 
     A purged version raises DatasetVersionPurged, also when it was purged after `version` was loaded (its file
-    is then missing); a file missing for any other reason is ArtefactCorrupted, as for every artefact.
+    is then missing); a version an erasure rewrote after it was loaded is read from its new file (and `version`
+    updated); a file missing for any other reason is ArtefactCorrupted, as for every artefact.
     """
     if version.purged_at is not None:
         raise DatasetVersionPurged(version)
@@ -73,7 +74,19 @@ def dataset_version_path(*, version: DatasetVersion) -> Path:
         return artefact_verified_path(version.file_path, version.sha256)
     except ArtefactCorrupted:
         dataset_version_live_check(version=version)
-        raise
+        if not _rewritten_since(version):
+            raise
+        return artefact_verified_path(version.file_path, version.sha256)
+
+
+def _rewritten_since(version: DatasetVersion) -> bool:
+    """Whether an erasure rewrote the version's file after `version` was loaded (its old file is then gone); if
+    so, `version` is brought up to date with the new file."""
+    current = DatasetVersion.objects.filter(pk=version.pk).values_list("sha256", flat=True).first()
+    if current is None or current == version.sha256:
+        return False
+    version.refresh_from_db(fields=["file_path", "sha256", "row_count", "statistics", "erased_rows", "erased_at"])
+    return True
 
 
 def dataset_version_table(*, version: DatasetVersion, columns: list[str] | None = None) -> Any:
@@ -83,9 +96,8 @@ def dataset_version_table(*, version: DatasetVersion, columns: list[str] | None 
     path = dataset_version_path(version=version)
     try:
         return pq.read_table(path, columns=columns)
-    except FileNotFoundError:  # purged between the check and the read
-        dataset_version_path(version=version)
-        raise
+    except FileNotFoundError:  # purged or rewritten between the check and the read
+        return pq.read_table(dataset_version_path(version=version), columns=columns)
 
 
 def ingest_job_get(*, job_id: int) -> IngestJob:

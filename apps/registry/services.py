@@ -12,7 +12,7 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from apps.core.artefacts import ArtefactCorrupted, artefact_read_bytes, artefact_write_bytes
+from apps.core.artefacts import artefact_read_bytes, artefact_write_bytes
 from apps.core.errors import Conflict, FaroError, InvalidInput, NotFound
 from apps.core.jobs import job_start, jobs_reap_and_requeue
 from apps.data.models import ColumnTag, DatasetVersion
@@ -323,7 +323,7 @@ def training_job_run(*, job_id: int) -> ModelVersion | None:
         lease.renew(force=True)
 
     try:
-        table = _training_table(job)
+        table = dataset_version_table(version=job.dataset_version)
         protected = {}
         for column in _protected_columns(job.dataset_version):
             values = table.column(column).to_pylist()
@@ -430,16 +430,6 @@ def training_job_run(*, job_id: int) -> ModelVersion | None:
         event_emit(kind="model_version.ready", payload=_version_payload(version))
     model_version_gates_evaluate(version=version)
     return version
-
-
-def _training_table(job: TrainingJob) -> Any:
-    """The job's rows. An erasure may rewrite the version between loading the job and reading its file (the old
-    file is then gone): the version is read again, once."""
-    try:
-        return dataset_version_table(version=job.dataset_version)
-    except ArtefactCorrupted:
-        job.dataset_version.refresh_from_db()
-        return dataset_version_table(version=job.dataset_version)
 
 
 def _outputs(task_type: str, labels: list[Any]) -> dict[str, Any]:
