@@ -28,7 +28,7 @@ from apps.predictions.models import BatchScoringJob, PredictionRecord
 from apps.predictions.services import feedback_record, prediction_make
 from apps.predictions.shadow import ShadowRequest, shadow_score
 from tests.conftest import generated_csv, train_version, valid_row
-from tests.features.test_online_store import generated_rows
+from tests.features.test_online_store import _redis_url, generated_rows
 
 SUBJECT, OTHER = "C0007", "C0008"
 AT = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
@@ -68,19 +68,6 @@ def test_every_store_is_registered_in_order():
 
 
 # -- the online store -------------------------------------------------------------------------------------
-
-
-def _redis_url(settings) -> str:
-    import redis
-
-    url = settings.REDIS_URL or "redis://127.0.0.1:6379/15"
-    try:
-        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
-    except redis.RedisError as exc:
-        if settings.REDIS_URL:
-            raise
-        pytest.skip(f"no Redis at {url}: {exc}")
-    return url
 
 
 @pytest.fixture(params=["database", "redis"])
